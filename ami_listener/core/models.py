@@ -185,7 +185,10 @@ class RetryConfig(BaseModel):
 
 # Channel variable names: what Asterisk accepts in Set() and that cannot smuggle syntax.
 VARIABLE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
-_FORBIDDEN_IN_VALUES = re.compile(r"[\r\n\x00]")
+# CR, LF and NUL end AMI and call-file lines; the other control characters (and Unicode line
+# separators) have no business in a dial argument and would confuse logs and readers.
+CONTROL_CHARS = re.compile(r"[\x00-\x08\x0a-\x1f\x7f\x85\u2028\u2029]")
+_FORBIDDEN_IN_VALUES = CONTROL_CHARS
 MAX_VARIABLE_VALUE = 1024
 
 
@@ -199,7 +202,9 @@ def check_variable(name: str, value: str) -> None:
     if not VARIABLE_NAME.match(name):
         raise ValueError(f"variable name {name!r} must match {VARIABLE_NAME.pattern}")
     if _FORBIDDEN_IN_VALUES.search(value):
-        raise ValueError(f"variable {name}: value contains CR, LF or NUL")
+        raise ValueError(
+            f"variable {name}: value contains CR, LF, NUL or another control character"
+        )
     if "," in value or ";" in value:
         raise ValueError(f"variable {name}: value must not contain ',' or ';'")
     if len(value) > MAX_VARIABLE_VALUE:
