@@ -220,10 +220,14 @@ def normalize_number(raw: str, *, allow_pattern: re.Pattern[str] | None = None) 
     if not isinstance(raw, str):
         raise ValueError("phone number must be a string")
     text = raw.strip(" \t")  # not CR/LF: those are refused below, never silently eaten
+    # Checked before the operator's pattern: a loose pattern must not admit line breaks or
+    # the characters that split a dial string.
+    if _FORBIDDEN_IN_VALUES.search(text):
+        raise ValueError("phone number contains CR, LF, NUL or another control character")
+    if any(c in text for c in ",;&|"):
+        raise ValueError("phone number contains ',', ';', '&' or '|'")
     if allow_pattern is not None and allow_pattern.fullmatch(text):
         return text
-    if _FORBIDDEN_IN_VALUES.search(text):
-        raise ValueError("phone number contains CR, LF or NUL")
     if not re.fullmatch(r"\+[1-9][0-9]{1,14}", text):
         raise ValueError(f"phone number {text!r} is not E.164 (+ then 2 to 15 digits)")
     try:

@@ -102,7 +102,7 @@ def test_e164_numbers_are_accepted(raw: str, expected: str) -> None:
     [
         ("2025550123", "not E.164"),
         ("+1202555012\r\n", "CR, LF"),
-        ("+12025550123;x", "not E.164"),
+        ("+12025550123;x", "';'"),
         ("+1999", "not a valid number"),
         ("+0123456", "not E.164"),
         ("", "not E.164"),
@@ -117,6 +117,10 @@ def test_operator_pattern_admits_extensions() -> None:
     assert normalize_number("2001", allow_pattern=re.compile(r"\d{3,5}")) == "2001"
     with pytest.raises(ValueError):
         normalize_number("2001")
+    loose = re.compile(r".*")
+    for sneaky in ("1\r\nAction: Hangup", "1,2", "1;2", "1&PJSIP/2"):
+        with pytest.raises(ValueError):
+            normalize_number(sneaky, allow_pattern=loose)
 
 
 @pytest.mark.parametrize(
