@@ -7,8 +7,6 @@ an administrator can read after the fact.
 
 from __future__ import annotations
 
-import re
-
 from .dialing import DialRequest
 from .models import CONTROL_CHARS
 
