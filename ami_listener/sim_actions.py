@@ -1,0 +1,270 @@
+"""The AMI actions the simulator answers, with Asterisk 20's replies (manager.c texts).
+
+Replies are ``Response`` then ``ActionID`` then ``Message``, as in ami-basics.ami.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import re
+import time
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING
+
+from ami_listener.sim_channels import UNKNOWN, core_show_channel
+from ami_listener.sim_wire import Message, Session, get, get_all, parse_event_mask
+
+if TYPE_CHECKING:
+    from ami_listener.simulator import Simulator
+
+Handler = Callable[["Simulator", Session, Message], Awaitable[bool]]
+
+_CALLERID = re.compile(r'^\s*"?(?P<name>[^"<]*?)"?\s*<(?P<num>[^>]*)>\s*$')
+
+
+def parse_callerid(text: str) -> tuple[str, str]:
+    """``"Lab Retry" <1000>`` -> ("1000", "Lab Retry"); missing parts are ``<unknown>``."""
+    text = text.strip()
+    match = _CALLERID.match(text)
+    if match:
+        return match["num"].strip() or UNKNOWN, match["name"].strip() or UNKNOWN
+    if text and re.fullmatch(r"[0-9+*#]+", text):
+        return text, UNKNOWN
+    return UNKNOWN, text or UNKNOWN
+
+
+def _true(value: str) -> bool:
+    return value.strip().lower() in ("yes", "true", "y", "t", "1", "on")
+
+
+def reply(
+    session: Session,
+    request: Message,
+    response: str,
+    text: str | None,
+    extra: Message | None = None,
+) -> None:
+    message: Message = [("Response", response)]
+    action_id = get(request, "ActionID")
+    if action_id:
+        message.append(("ActionID", action_id))
+    if text is not None:
+        message.append(("Message", text))
+    message.extend(extra or [])
+    session.send(message)
+
+
+async def handle(sim: Simulator, session: Session, message: Message) -> bool:
+    """Answer one action; False when the connection must close afterwards."""
+    pending, session.deferred = session.deferred, []
+    try:
+        action = get(message, "Action")
+        if not action:
+            reply(session, message, "Error", "Missing action in request")
+            return True
+        name = action.lower()
+        if not session.authenticated and name not in ("login", "logoff", "challenge"):
+            reply(session, message, "Error", "Permission denied")
+            return True
+        handler = HANDLERS.get(name)
+        if handler is None:
+            text = (
+                f"Invalid/unknown command: {action}. "
+                "Use Action: ListCommands to show available commands."
+            )
+            reply(session, message, "Error", text)
+            return True
+        return await handler(sim, session, message)
+    finally:
+        for event in pending:
+            if session.wants(event):
+                session.send(event)
+
+
+async def login(sim: Simulator, session: Session, message: Message) -> bool:
+    if session.authenticated:
+        reply(session, message, "Success", "Already authenticated")
+        return True
+    user_ok = hmac.compare_digest(get(message, "Username").encode(), sim.username.encode())
+    secret_ok = hmac.compare_digest(get(message, "Secret").encode(), sim.secret.encode())
+    if not (user_ok and secret_ok):
+        reply(session, message, "Error", "Authentication failed")
+        return False  # Asterisk ends the session after a failed login
+    session.authenticated, session.username = True, sim.username
+    session.event_mask = parse_event_mask(get(message, "Events", "on"))
+    reply(session, message, "Success", "Authentication accepted")
+    booted: Message = [
+        ("Event", "FullyBooted"),
+        ("Privilege", "system,all"),
+        ("Uptime", str(int(time.monotonic() - sim.started_monotonic))),
+        ("LastReload", str(int(time.monotonic() - sim.started_monotonic))),
+        ("Status", "Fully Booted"),
+    ]
+    if session.wants(booted):
+        session.send(booted)
+    stamp = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "+0000"
+    local = session.writer.get_extra_info("sockname") or ("127.0.0.1", 0)
+    remote = session.writer.get_extra_info("peername") or ("127.0.0.1", 0)
+    auth: Message = [
+        ("Event", "SuccessfulAuth"),
+        ("Privilege", "security,all"),
+        ("EventTV", stamp),
+        ("Severity", "Informational"),
+        ("Service", "AMI"),
+        ("EventVersion", "1"),
+        ("AccountID", sim.username),
+        ("SessionID", f"0x{id(session):x}"),
+        ("LocalAddress", f"IPV4/TCP/{local[0]}/{local[1]}"),
+        ("RemoteAddress", f"IPV4/TCP/{remote[0]}/{remote[1]}"),
+        ("UsingPassword", "0"),
+        ("SessionTV", stamp),
+    ]
+    if sim.rng.random() < 0.5:  # README point 11: may come after the next action's reply
+        session.deferred.append(auth)
+    elif session.wants(auth):
+        session.send(auth)
+    return True
+
+
+async def logoff(sim: Simulator, session: Session, message: Message) -> bool:
+    reply(session, message, "Goodbye", "Thanks for all the fish.")
+    return False
+
+
+async def ping(sim: Simulator, session: Session, message: Message) -> bool:
+    reply(
+        session, message, "Success", None, [("Ping", "Pong"), ("Timestamp", f"{time.time():.6f}")]
+    )
+    return True
+
+
+async def events(sim: Simulator, session: Session, message: Message) -> bool:
+    session.event_mask = parse_event_mask(get(message, "EventMask", "on"))
+    state = "Off" if session.event_mask == frozenset() else "On"
+    reply(session, message, "Success", None, [("Events", state)])
+    return True
+
+
+async def filter_(sim: Simulator, session: Session, message: Message) -> bool:
+    if not sim.allow_filter:  # Filter needs the "system" write privilege
+        reply(session, message, "Error", "Permission denied")
+        return True
+    if get(message, "Operation", "Add").lower() != "add":
+        reply(session, message, "Error", "Unknown operation")
+        return True
+    expression = get(message, "Filter")
+    if not expression:
+        reply(session, message, "Error", "Filter must be specified")
+        return True
+    try:
+        session.filters.add(expression)
+    except re.error:
+        reply(
+            session,
+            message,
+            "Error",
+            "Filter did not compile.  Check the syntax of the filter given.",
+        )
+        return True
+    reply(session, message, "Success", "Success")
+    return True
+
+
+async def hangup(sim: Simulator, session: Session, message: Message) -> bool:
+    name = get(message, "Channel")
+    if not name:
+        reply(session, message, "Error", "No channel specified")
+        return True
+    found = sim.find_channel(name)
+    if found is None:
+        reply(session, message, "Error", "No such channel")
+        return True
+    cause_text = get(message, "Cause", "16")
+    if not cause_text.isdigit():
+        reply(session, message, "Error", "Invalid cause")
+        return True
+    reply(session, message, "Success", "Channel Hungup")
+    channel, run = found
+    run.request_hangup(channel, int(cause_text))
+    return True
+
+
+async def core_show_channels(sim: Simulator, session: Session, message: Message) -> bool:
+    action_id = get(message, "ActionID")
+    reply(
+        session,
+        message,
+        "Success",
+        None,
+        [("EventList", "start"), ("Message", "Channels will follow")],
+    )
+    channels = sim.live_channels()
+    now = time.monotonic()
+    for channel in channels:
+        session.send(core_show_channel(channel, action_id, now))
+    done: Message = [("Event", "CoreShowChannelsComplete")]
+    if action_id:
+        done.append(("ActionID", action_id))
+    session.send([*done, ("EventList", "Complete"), ("ListItems", str(len(channels)))])
+    return True
+
+
+async def originate(sim: Simulator, session: Session, message: Message) -> bool:
+    channel = get(message, "Channel")
+    if not channel:
+        reply(session, message, "Error", "Channel not specified")
+        return True
+    priority, timeout = get(message, "Priority", "1"), get(message, "Timeout", "30000")
+    if not priority.isdigit():
+        reply(session, message, "Error", "Invalid priority")
+        return True
+    if not timeout.isdigit():
+        reply(session, message, "Error", "Invalid timeout")
+        return True
+    spec = sim.spec_for(channel)
+    spec.context, spec.exten = get(message, "Context", "default"), get(message, "Exten", "s")
+    spec.priority, spec.timeout_s = int(priority), int(timeout) / 1000
+    spec.application, spec.data = get(message, "Application"), get(message, "Data")
+    spec.cid_num, spec.cid_name = parse_callerid(get(message, "CallerID"))
+    variables: list[tuple[str, str]] = []
+    for header in get_all(message, "Variable"):
+        for part in header.split(","):  # Asterisk splits Variable values on commas
+            var, eq, value = part.partition("=")
+            if eq and var.strip():
+                variables.append((var.strip(), value))
+    spec.variables = list(reversed(variables))  # Asterisk sets them last-first (VarSet order)
+    spec.channel_id, spec.other_channel_id = (
+        get(message, "ChannelId"),
+        get(message, "OtherChannelId"),
+    )
+    spec.action_id = get(message, "ActionID")
+    is_async = _true(get(message, "Async"))
+    spec.result, spec.reply_to = ("event", None) if is_async else ("reply", session)
+    if is_async:
+        reply(session, message, "Success", "Originate successfully queued")
+    run, task = sim.place(spec, "originate")
+    if not is_async:
+        # Asterisk handles a session's actions one at a time: a synchronous Originate
+        # holds this connection's next action until the call is answered or has failed.
+        waiter = asyncio.ensure_future(run.reply_sent.wait())
+        try:
+            await asyncio.wait({waiter, task}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            waiter.cancel()
+        if not run.reply_sent.is_set():
+            reply(session, message, "Error", "Originate failed")
+    return True
+
+
+HANDLERS: dict[str, Handler] = {
+    "login": login,
+    "logoff": logoff,
+    "ping": ping,
+    "events": events,
+    "filter": filter_,
+    "hangup": hangup,
+    "coreshowchannels": core_show_channels,
+    "originate": originate,
+}
