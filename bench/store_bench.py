@@ -1,0 +1,186 @@
+"""Outcome commits per second through ``Store.transition`` against raw sqlite3 commits.
+
+An outcome commit is what the daemon writes when an attempt ends: the attempt row ends,
+the call row changes status, one outbox event (with its execution-object payload) is
+inserted, all in one BEGIN IMMEDIATE transaction. The baseline is the cheapest durable
+write sqlite3 can do: one single-row INSERT and its commit, same file system, WAL, same
+``synchronous`` mode. Rounds alternate between the two so drift in the machine hits both.
+
+    .venv/bin/python bench/store_bench.py [--calls N] [--rounds R]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sqlite3
+import statistics
+import sys
+import tempfile
+import time
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from ami_listener.core.lifecycle import Effect, Notify
+from ami_listener.core.models import (
+    Attempt,
+    AttemptStatus,
+    Call,
+    CallStatus,
+    RetryConfig,
+)
+from ami_listener.store import Store
+
+T0 = datetime(2026, 1, 26, 10, 0, tzinfo=UTC)
+
+
+def live_call(i: int, config: RetryConfig) -> Call:
+    call_id = f"call-{i:07d}"
+    attempt = Attempt(
+        id=f"att-{i:07d}-1",
+        call_id=call_id,
+        number=1,
+        status=AttemptStatus.IN_PROGRESS,
+        started_at=T0,
+        answered_at=T0 + timedelta(seconds=5),
+        uniqueid=f"1769421600.{i}",
+    )
+    return Call(
+        id=call_id,
+        target="sales-ivr",
+        to_number="+14155550123",
+        status=CallStatus.IN_PROGRESS,
+        retry_config=config,
+        created_at=T0,
+        updated_at=T0 + timedelta(seconds=5),
+        scheduled_at=None,
+        variables={"name": "Ada", "order": str(i)},
+        webhook_url="https://example.com/hook",
+        attempts=(attempt,),
+    )
+
+
+def end_attempt(call: Call) -> tuple[Call, tuple[Effect, ...]]:
+    """What lifecycle does for a completed call, minus the policy: attempt ends, call final."""
+    at = T0 + timedelta(minutes=3)
+    live = call.attempts[-1]
+    ended = replace(
+        live,
+        status=AttemptStatus.COMPLETED,
+        ended_at=at,
+        cause=16,
+        cause_txt="Normal Clearing",
+        dial_status="ANSWER",
+        reason="answered",
+        decision="completed: no retry",
+    )
+    new = replace(
+        call,
+        status=CallStatus.COMPLETED,
+        updated_at=at,
+        attempts=(*call.attempts[:-1], ended),
+    )
+    return new, (Notify(CallStatus.COMPLETED),)
+
+
+def bench_store(path: Path, mode: str, n: int, round_no: int) -> float:
+    config = RetryConfig(enabled=True, max_retries=3, retry_intervals_minutes=(1, 5, 30))
+    with Store.open(path, synchronous=mode) as store:
+        base = round_no * n
+        for i in range(base, base + n):  # setup, not timed
+            store.create_call(live_call(i, config), ())
+        ids = [f"call-{i:07d}" for i in range(base, base + n)]
+        started = time.perf_counter()
+        for call_id in ids:
+            store.transition(call_id, end_attempt)
+        elapsed = time.perf_counter() - started
+        assert store.get_call(ids[-1]).status is CallStatus.COMPLETED
+    return n / elapsed
+
+
+def bench_raw(path: Path, mode: str, n: int) -> float:
+    conn = sqlite3.connect(path)
+    conn.execute("PRAGMA journal_mode = WAL")
+    conn.execute(f"PRAGMA synchronous = {mode.upper()}")
+    conn.execute("CREATE TABLE IF NOT EXISTS t (id INTEGER PRIMARY KEY, v TEXT NOT NULL)")
+    conn.commit()
+    started = time.perf_counter()
+    for i in range(n):
+        conn.execute("INSERT INTO t (v) VALUES (?)", (f"row-{i}",))
+        conn.commit()
+    elapsed = time.perf_counter() - started
+    conn.close()
+    return n / elapsed
+
+
+def bench_raw_outcome(path: Path, mode: str, n: int, round_no: int) -> float:
+    """The same three row changes on the same schema, by hand, payload built beforehand.
+
+    Not the target: it shows how much of an outcome commit is SQLite's own work (pages
+    dirtied in four b-trees plus three indexes) and how much is the Store's Python.
+    """
+    config = RetryConfig(enabled=True, max_retries=3, retry_intervals_minutes=(1, 5, 30))
+    with Store.open(path, synchronous=mode) as store:
+        base = (round_no + 100) * n
+        for i in range(base, base + n):
+            store.create_call(live_call(i, config), ())
+    ended = "2026-01-26T10:03:00.000000+00:00"
+    payload = '{"status":"completed"}' * 40  # about the size of an execution object
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute(f"PRAGMA synchronous = {mode.upper()}")
+    started = time.perf_counter()
+    for i in range(base, base + n):
+        call_id = f"call-{i:07d}"
+        conn.execute("BEGIN IMMEDIATE")
+        conn.execute(
+            "UPDATE attempts SET status = 'completed', ended_at = ?, cause = 16 WHERE id = ?",
+            (ended, f"att-{i:07d}-1"),
+        )
+        conn.execute(
+            "UPDATE calls SET status = 'completed', updated_at = ? WHERE id = ?", (ended, call_id)
+        )
+        conn.execute(
+            "INSERT INTO outbox (id, call_id, status, payload, created_at, next_at) "
+            "VALUES (?, ?, 'completed', ?, ?, ?)",
+            (f"{i:032x}", call_id, payload, ended, ended),
+        )
+        conn.execute("COMMIT")
+    elapsed = time.perf_counter() - started
+    conn.close()
+    return n / elapsed
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--calls", type=int, default=3000, help="commits per round")
+    parser.add_argument("--rounds", type=int, default=5)
+    args = parser.parse_args()
+    print(f"python {sys.version.split()[0]}, SQLite {sqlite3.sqlite_version}, WAL")
+    print(f"{args.rounds} rounds x {args.calls} commits per side; medians")
+    with tempfile.TemporaryDirectory() as tmp:
+        for mode in ("full", "normal"):
+            store_rates, raw_rates, floor_rates = [], [], []
+            for r in range(args.rounds):
+                raw_rates.append(bench_raw(Path(tmp, f"raw-{mode}.db"), mode, args.calls))
+                store_rates.append(bench_store(Path(tmp, f"store-{mode}.db"), mode, args.calls, r))
+                floor_rates.append(
+                    bench_raw_outcome(Path(tmp, f"store-{mode}.db"), mode, args.calls, r)
+                )
+            store_rate = statistics.median(store_rates)
+            raw_rate = statistics.median(raw_rates)
+            floor_rate = statistics.median(floor_rates)
+            print(
+                f"synchronous={mode:<6}  outcome commits/s (Store.transition): {store_rate:7.0f}"
+                f"   raw sqlite3 single-row commits/s: {raw_rate:7.0f}"
+                f"   ratio: {store_rate / raw_rate:.2f}x (goal >= 0.5x)"
+            )
+            print(
+                f"{'':20}  same outcome tx in hand-written SQL:  {floor_rate:7.0f}"
+                f"   ({floor_rate / raw_rate:.2f}x raw: SQLite's share of the gap)"
+            )
+
+
+if __name__ == "__main__":
+    main()
