@@ -119,7 +119,7 @@ def bench_raw_outcome(path: Path, mode: str, n: int, round_no: int) -> float:
     """The same three row changes on the same schema, by hand, payload built beforehand.
 
     Not the target: it shows how much of an outcome commit is SQLite's own work (pages
-    dirtied in four b-trees plus three indexes) and how much is the Store's Python.
+    dirtied in three tables and two partial indexes) and how much is the Store's Python.
     """
     config = RetryConfig(enabled=True, max_retries=3, retry_intervals_minutes=(1, 5, 30))
     with Store.open(path, synchronous=mode) as store:
@@ -135,16 +135,17 @@ def bench_raw_outcome(path: Path, mode: str, n: int, round_no: int) -> float:
         call_id = f"call-{i:07d}"
         conn.execute("BEGIN IMMEDIATE")
         conn.execute(
-            "UPDATE attempts SET status = 'completed', ended_at = ?, cause = 16 WHERE id = ?",
-            (ended, f"att-{i:07d}-1"),
+            "UPDATE attempts SET status = 'completed', ended_at = ?, cause = 16 "
+            "WHERE call_id = ? AND number = 1",
+            (ended, call_id),
         )
         conn.execute(
             "UPDATE calls SET status = 'completed', updated_at = ? WHERE id = ?", (ended, call_id)
         )
         conn.execute(
-            "INSERT INTO outbox (id, call_id, status, payload, created_at, next_at) "
-            "VALUES (?, ?, 'completed', ?, ?, ?)",
-            (f"{i:032x}", call_id, payload, ended, ended),
+            "INSERT INTO outbox (call_id, status, payload, created_at, next_at) "
+            "VALUES (?, 'completed', ?, ?, ?)",
+            (call_id, payload, ended, ended),
         )
         conn.execute("COMMIT")
     elapsed = time.perf_counter() - started

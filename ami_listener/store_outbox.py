@@ -1,0 +1,204 @@
+"""The webhook outbox's rows: events, their stable ids, and the delivery queries.
+
+An event's id is ``evt_<seq>_<call id>``. ``seq`` is the outbox rowid, fixed when the
+event commits and never reused (outbox rows are never deleted, so a new seq is always
+above every stored one); the call id, unique per call, keeps ids from two databases apart.
+So the id is stable once committed (what receivers de-duplicate on) and costs no column
+and no UNIQUE index: a lookup by id is a rowid lookup, checked against the call id.
+"""
+
+# ruff: noqa: S608 -- SQL text here is built only from module constants.
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Sequence
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from .errors import NotFound, StoreError
+from .store_rows import dt_or_none, ts
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxEvent:
+    """One webhook delivery owed: ``payload`` is the execution object at commit time."""
+
+    id: str
+    seq: int
+    call_id: str
+    status: str
+    payload: str
+    created_at: datetime
+    attempts: int  # delivery attempts recorded so far
+    next_at: datetime
+    state: str  # pending | delivered | dead
+    last_error: str | None
+    webhook_url: str | None  # the call's url, else its batch's, else None
+
+
+@dataclass(frozen=True, slots=True)
+class Settlement:
+    """How one delivery attempt ended, for ``outbox_settle``.
+
+    ``state``: 'delivered' (``at`` = delivered_at), 'pending' (retry at ``at``) or 'dead'.
+    ``attempted`` is False when nothing was sent (no destination): attempts stay as they are.
+    """
+
+    event_id: str
+    state: str
+    at: datetime
+    error: str | None = None
+    attempted: bool = True
+
+
+def event_id(seq: int, call_id: str) -> str:
+    return f"evt_{seq}_{call_id}"
+
+
+def parse_event_id(text: str) -> tuple[int, str] | None:
+    """(seq, call id) of an id made by ``event_id``; None for anything else."""
+    prefix, _, rest = text.partition("_")
+    seq, _, call_id = rest.partition("_")
+    if prefix != "evt" or not seq.isdecimal() or not call_id or len(seq) > 18:
+        return None
+    return int(seq), call_id
+
+
+def event_of(row: tuple[Any, ...]) -> OutboxEvent:
+    return OutboxEvent(
+        event_id(row[0], row[1]), row[0], row[1], row[2], row[3],
+        datetime.fromisoformat(row[4]), row[5], datetime.fromisoformat(row[6]), row[7],
+        row[8], row[9],
+    )  # fmt: skip
+
+
+INSERT = "INSERT INTO outbox (call_id, status, payload, created_at, next_at) VALUES (?, ?, ?, ?, ?)"
+SELECT = (
+    "SELECT o.seq, o.call_id, o.status, o.payload, o.created_at, o.attempts, "
+    "o.next_at, o.state, o.last_error, coalesce(c.webhook_url, b.webhook_url) "
+    "FROM outbox o JOIN calls c ON c.id = o.call_id LEFT JOIN batches b ON b.id = c.batch_id"
+)
+# Each call's head: its oldest pending event, and when it is due. Per-call delivery order:
+# a later event waits behind its head. A dead event is not pending, so it does not block
+# the events after it (a receiver that is down for good must not freeze a call's later
+# news; `outbox_replay` re-queues the dead ones). Reads outbox_pending alone, in its
+# (call_id, seq) order; SQLite takes the bare next_at from the row that has the min(seq).
+HEADS = "SELECT min(seq) AS seq, next_at FROM outbox WHERE state = 'pending' GROUP BY call_id"
+DUE = (
+    f"{SELECT} JOIN ({HEADS}) heads ON heads.seq = o.seq WHERE heads.next_at <= ? "
+    "ORDER BY heads.next_at, heads.seq LIMIT ?"
+)
+NEXT_AT = f"SELECT min(next_at) FROM ({HEADS})"
+DEPTH = "SELECT count(*) FROM outbox WHERE state = 'pending'"
+BY_ID = "WHERE seq = ? AND call_id = ?"
+# One statement for every settlement: ``at`` is delivered_at when delivered, else next_at.
+SETTLE = (
+    "UPDATE outbox SET state = ?1, attempts = attempts + ?4, last_error = ?3, "
+    "delivered_at = CASE WHEN ?1 = 'delivered' THEN ?2 ELSE delivered_at END, "
+    "next_at = CASE WHEN ?1 = 'pending' THEN ?2 ELSE next_at END "
+    "WHERE seq = ?5 AND call_id = ?6"
+)
+
+
+class OutboxStore:
+    """The outbox half of ``Store``: delivery reads and the per-event writes."""
+
+    _conn: sqlite3.Connection
+
+    def _tx(self, begin: str = "BEGIN IMMEDIATE") -> AbstractContextManager[sqlite3.Connection]:
+        raise NotImplementedError  # Store's: one transaction, see store.py
+
+    def outbox_due(self, now: datetime, limit: int) -> list[OutboxEvent]:
+        """Events to deliver now: each call's oldest pending event, if due."""
+        return self._events(DUE, (ts(now), limit))
+
+    def outbox_delivered(self, event_id: str, at: datetime) -> None:
+        self._outbox_set(
+            "state = 'delivered', attempts = attempts + 1, delivered_at = ?", (ts(at),), event_id
+        )
+
+    def outbox_retry_later(self, event_id: str, next_at: datetime, error: str) -> None:
+        self._outbox_set(
+            "attempts = attempts + 1, next_at = ?, last_error = ?", (ts(next_at), error), event_id
+        )
+
+    def outbox_dead(self, event_id: str, error: str) -> None:
+        """Give up on an event after a failed attempt; it no longer blocks its call."""
+        self._outbox_set(
+            "state = 'dead', attempts = attempts + 1, last_error = ?", (error,), event_id
+        )
+
+    def outbox_settle(self, results: Sequence[Settlement]) -> None:
+        """Write several delivery results in ONE transaction (one fsync, not one each).
+
+        The webhook sender acknowledges in batches: at hundreds of deliveries a second a
+        commit per event would make the disk, not the network, the limit. An id that
+        matches no row is skipped (rows are never deleted; it cannot come from a fetch).
+        """
+        rows = []
+        for r in results:
+            key = parse_event_id(r.event_id)
+            if key is None:
+                raise NotFound(f"no outbox event {r.event_id!r}")
+            rows.append((r.state, ts(r.at), r.error, int(r.attempted), *key))
+        with self._tx() as conn:
+            conn.executemany(SETTLE, rows)
+
+    def outbox_get(self, event_id: str) -> OutboxEvent:
+        key = parse_event_id(event_id)
+        found = (
+            [] if key is None else self._events(f"{SELECT} WHERE o.seq = ? AND o.call_id = ?", key)
+        )
+        if not found:
+            raise NotFound(f"no outbox event {event_id!r}")
+        return found[0]
+
+    def outbox_list(self, *, state: str | None = None, limit: int = 100) -> list[OutboxEvent]:
+        """Events in commit order, optionally in one state."""
+        where = "" if state is None else " WHERE o.state = ?"
+        args: tuple[Any, ...] = () if state is None else (state,)
+        return self._events(f"{SELECT}{where} ORDER BY o.seq LIMIT ?", (*args, limit))
+
+    def outbox_replay(self, event_ids: Sequence[str] | None = None) -> int:
+        """Dead events back to pending (all dead when ``event_ids`` is None); how many.
+
+        ``attempts`` restarts at 0 so backoff starts over; ``next_at`` is kept, which is in
+        the past, so they are due at once.
+        """
+        sql = "UPDATE outbox SET state = 'pending', attempts = 0 WHERE state = 'dead'"
+        with self._tx() as conn:
+            if event_ids is None:
+                return conn.execute(sql).rowcount
+            keys = [k for k in map(parse_event_id, event_ids) if k is not None]
+            return sum(conn.execute(f"{sql} AND seq = ? AND call_id = ?", k).rowcount for k in keys)
+
+    def next_outbox_at(self) -> datetime | None:
+        return dt_or_none(self._one(NEXT_AT)[0])
+
+    def outbox_depth(self) -> int:
+        """Undelivered events, dead ones excluded."""
+        return int(self._one(DEPTH)[0])
+
+    # ---- shared with Store ----
+    def _one(self, sql: str, args: tuple[Any, ...] = ()) -> Any:
+        try:
+            return self._conn.execute(sql, args).fetchone()
+        except sqlite3.Error as exc:
+            raise StoreError(f"{type(exc).__name__}: {exc}") from exc
+
+    def _events(self, sql: str, args: tuple[Any, ...]) -> list[OutboxEvent]:
+        try:
+            return [event_of(row) for row in self._conn.execute(sql, args).fetchall()]
+        except sqlite3.Error as exc:
+            raise StoreError(f"{type(exc).__name__}: {exc}") from exc
+
+    def _outbox_set(self, assignments: str, args: tuple[Any, ...], event_id: str) -> None:
+        key = parse_event_id(event_id)
+        if key is None:
+            raise NotFound(f"no outbox event {event_id!r}")
+        with self._tx() as conn:
+            cur = conn.execute(f"UPDATE outbox SET {assignments} {BY_ID}", (*args, *key))
+            if cur.rowcount == 0:
+                raise NotFound(f"no outbox event {event_id!r}")
