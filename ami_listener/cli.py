@@ -1,0 +1,284 @@
+"""``autoretry``: the command line, the program's outer edge.
+
+It may read the clock and the environment; everything below it gets both as arguments.
+Every expected failure is one line on stderr, ``autoretry: <reason>``, and exit status 1
+(2 for bad usage); a traceback means a bug. Commands register themselves on the parser
+(``calls`` in ``cli_calls.py``), so later ones (serve, demo, call, webhooks) slot in.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import stat
+import sys
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from importlib import metadata
+from pathlib import Path
+from typing import Literal, NoReturn
+
+import pydantic
+
+from . import cli_calls, cli_run
+from .config import Settings, config_path, split_listen
+from .config_sections import WEEKDAYS
+from .core.execution import iso
+from .core.models import VOICEMAIL, RetryableStatus, RetryConfig, normalize_number
+from .core.policy import Rules, preview
+from .core.windows import recipient_zone
+from .errors import AutoretryError, ConfigError, ValidationError
+from .store import Store
+
+PROG = "autoretry"
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        # argparse prints the whole usage block; one line is easier to read in a log.
+        self.exit(2, f"{PROG}: {message} (see '{self.prog} --help')\n")
+
+
+def _version() -> str:
+    try:
+        return metadata.version("asterisk-autoretry")
+    except metadata.PackageNotFoundError:  # run from a checkout that was never installed
+        return "unknown"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog=PROG,
+        description="Bolna-style auto-retry of outbound calls on a self-hosted Asterisk PBX.",
+    )
+    parser.add_argument(
+        "--config",
+        type=Path,
+        metavar="FILE",
+        help="config file (default: $AUTORETRY_CONFIG, else ./autoretry.toml)",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    migrate = commands.add_parser(
+        "migrate",
+        help="create or upgrade the database schema",
+        description="Apply pending database migrations; prints each one applied.",
+    )
+    migrate.set_defaults(func=cmd_migrate)
+
+    check = commands.add_parser(
+        "check-config",
+        help="validate the config file and report each check",
+        description="Parse the config and print one line per check; exit 1 if one fails.",
+    )
+    check.set_defaults(func=cmd_check_config)
+
+    cli_calls.add_parser(commands, _settings)
+    cli_run.add_parser(commands, _settings)
+
+    pre = commands.add_parser(
+        "preview",
+        help="print every retry time a retry_config would produce",
+        description="Show when each retry would be dialled if every attempt failed with "
+        "--status, calling hours applied (from the config file if there is one). Jitter is "
+        "left out so the times are exact.",
+    )
+    pre.add_argument("--retry-config", required=True, metavar="JSON", help="Bolna retry_config")
+    pre.add_argument(
+        "--status",
+        default=RetryableStatus.NO_ANSWER.value,
+        choices=[*(s.value for s in RetryableStatus), VOICEMAIL],
+        help="how every attempt fails (default: no-answer)",
+    )
+    pre.add_argument(
+        "--failed-at", type=_instant, metavar="ISO8601", help="first failure (default: now)"
+    )
+    pre.add_argument("--number", metavar="+E164", help="recipient, to guess the time zone")
+    pre.add_argument("--timezone", metavar="ZONE", help="recipient's IANA time zone")
+    pre.add_argument(
+        "--attempt-minutes",
+        type=_minutes,
+        default=0.0,
+        metavar="M",
+        help="how long each attempt lasts before it fails (default: 0)",
+    )
+    pre.set_defaults(func=cmd_preview)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # --help, --version and usage errors have been printed
+        return exc.code if isinstance(exc.code, int) else 2
+    func: Callable[[argparse.Namespace], int] = args.func
+    try:
+        return func(args)
+    except ValidationError as exc:
+        return _fail(str(exc), 2)
+    except AutoretryError as exc:
+        return _fail(str(exc), 1)
+    except KeyboardInterrupt:
+        return 130
+
+
+def _fail(reason: str, code: int) -> int:
+    print(f"{PROG}: {' '.join(reason.split())}", file=sys.stderr)  # one line, always
+    return code
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    return Settings.load(args.config, os.environ)
+
+
+def _instant(text: str) -> datetime:
+    try:
+        at = datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an ISO 8601 time: {text!r}") from None
+    if at.utcoffset() is None:
+        raise argparse.ArgumentTypeError(f"{text!r} needs a UTC offset (e.g. Z or +02:00)")
+    return at.astimezone(UTC)
+
+
+def _minutes(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 <= value < float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a number of minutes >= 0, got {text!r}")
+    return value
+
+
+# ---- migrate ------------------------------------------------------------------------
+def cmd_migrate(args: argparse.Namespace) -> int:
+    db = _settings(args).database
+    with Store.open(db.path, synchronous=db.synchronous, migrate=False) as store:
+        applied = store.migrate()
+    for name in applied:
+        print(f"applied {name}")
+    print(f"schema up to date: {db.path}" if not applied else f"migrated {db.path}")
+    return 0
+
+
+# ---- check-config ---------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class Check:
+    level: Literal["ok", "warn", "FAIL"]
+    name: str
+    detail: str
+
+    def __str__(self) -> str:
+        return f"{self.level} {self.name}: {self.detail}"
+
+
+def run_checks(path: Path, environ: Mapping[str, str]) -> list[Check]:
+    """Each check is one line; later the doctor adds AMI, spool and dialplan probes."""
+    try:
+        settings = Settings.load(path, environ)
+    except ConfigError as exc:
+        return [Check("FAIL", "config", str(exc))]
+    checks = [Check("ok", "config", str(path))]
+    names = ", ".join(settings.targets)
+    checks.append(Check("ok", "targets", f"{len(settings.targets)} ({names})"))
+    d = settings.dialer
+    how = f"{d.method} via {d.channel}, {d.max_concurrent} at once, {d.max_cps:g}/s"
+    checks.append(Check("ok", "dialer", how))
+    if d.method == "callfile":
+        outgoing = d.spool_dir / "outgoing"
+        ok = outgoing.is_dir() and os.access(outgoing, os.W_OK)
+        detail = f"{outgoing} is writable" if ok else f"{outgoing} is missing or not writable"
+        checks.append(Check("ok" if ok else "FAIL", "spool", detail))
+    db_dir = settings.database.path.parent
+    ok = db_dir.is_dir() and os.access(db_dir, os.W_OK)
+    detail = str(settings.database.path) + ("" if ok else f": {db_dir} is not a writable dir")
+    checks.append(Check("ok" if ok else "FAIL", "database", detail))
+    hours = settings.calling_hours
+    window = "none (any time)"
+    if hours is not None:
+        days = " ".join(WEEKDAYS[d] for d in sorted(hours.weekdays))
+        window = f"{hours.window().describe()} {days}, default zone {hours.default_timezone}"
+    checks.append(Check("ok", "calling hours", window))
+    checks.append(Check("ok", "webhooks", settings.webhooks.url or "no default URL"))
+    host, port = split_listen(settings.api.listen)
+    exposed = host not in ("127.0.0.1", "::1", "localhost")
+    api = f"{host}:{port}" + (" (not loopback: put TLS in front)" if exposed else "")
+    checks.append(Check("warn" if exposed else "ok", "api", api))
+    checks.append(_secrets_check(path))
+    return checks
+
+
+def _secrets_check(path: Path) -> Check:
+    text = path.read_text(errors="replace")
+    in_file = any(line.strip().startswith(("secret", "token")) for line in text.splitlines())
+    mode = stat.S_IMODE(path.stat().st_mode)
+    if in_file and mode & 0o077:
+        return Check("warn", "secrets", f"{path} holds secrets and is mode {mode:o}: chmod 600")
+    return Check("ok", "secrets", "not in the file" if not in_file else f"{path} is private")
+
+
+def cmd_check_config(args: argparse.Namespace) -> int:
+    checks = run_checks(config_path(args.config, os.environ), os.environ)
+    for check in checks:
+        print(check)
+    failed = sum(c.level == "FAIL" for c in checks)
+    return _fail(f"{failed} check(s) failed", 1) if failed else 0
+
+
+# ---- preview ------------------------------------------------------------------------
+def cmd_preview(args: argparse.Namespace) -> int:
+    settings = _optional_settings(args)
+    limit = settings.dialer.max_retries_limit if settings else 3
+    try:
+        config = RetryConfig.model_validate_json(
+            args.retry_config, context={"max_retries_limit": limit}
+        )
+    except pydantic.ValidationError as exc:
+        raise ValidationError(f"--retry-config: {_pydantic_reason(exc)}") from None
+    rules = settings.rules() if settings else Rules()
+    failed_at: datetime = args.failed_at or datetime.now(UTC)
+    try:
+        number = args.number
+        if number is not None:
+            pattern = settings.dialer.number_pattern if settings else None
+            number = normalize_number(number, allow_pattern=pattern)
+        zone = recipient_zone(number or "", args.timezone, rules.default_timezone)
+        plan = preview(config, failed_at, args.status, rules, zone, args.attempt_minutes)
+    except ValueError as exc:
+        raise ValidationError(str(exc)) from None
+    print(f"first attempt fails {args.status} at {iso(failed_at)}; recipient zone {zone.key}")
+    if not plan:
+        print("no retry" + ("" if config.enabled else " (retry_config.enabled is false)"))
+    for retry_number, at, rescheduled in plan:
+        local = at.astimezone(zone)
+        moved = "  (moved into calling hours)" if rescheduled else ""
+        print(f"retry {retry_number}: {iso(at)}  {local:%a %Y-%m-%d %H:%M %Z}{moved}")
+    if plan and settings and settings.retry.jitter_s > 0:
+        print(f"each time may be up to {settings.retry.jitter_s:g} s later ([retry].jitter_s)")
+    return 0
+
+
+def _optional_settings(args: argparse.Namespace) -> Settings | None:
+    # preview must work on a machine with no config: only the implicit default may be absent.
+    path = config_path(args.config, os.environ)
+    explicit = args.config is not None or bool(os.environ.get("AUTORETRY_CONFIG"))
+    if not explicit and not path.exists():
+        return None
+    return Settings.load(path, os.environ)
+
+
+def _pydantic_reason(exc: pydantic.ValidationError) -> str:
+    parts = []
+    for err in exc.errors(include_url=False, include_input=False):
+        where = ".".join(str(p) for p in err["loc"])
+        msg = err["msg"].removeprefix("Value error, ")
+        parts.append(f"{where}: {msg}" if where else msg)
+    return "; ".join(parts)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
