@@ -1,0 +1,501 @@
+"""Correlate AMI events into facts about our attempts (no I/O, no clock: ``at`` is passed).
+
+Every attempt is registered with ``expect()`` before its Originate (or call file) goes out.
+Channels are tied to it by, in order of strength: the ChannelId we chose (its Uniqueid),
+the Linkedid of a root channel of ours (every leg of the call shares it), our variables in
+VarSet (``<prefix>ATTEMPT_ID``, or ``<prefix>CALL_ID``: at most one live attempt per call),
+the OriginateResponse Uniqueid, and links between channels: the two halves of a Local
+channel (LocalBridge, or the ``;1``/``;2`` name) and Dial legs (DialBegin).
+
+Events come in any order across channels (transcripts README point 1), so every fact is
+kept per channel and is monotonic (a flag once set stays set), channels not yet known to be
+ours are kept (bounded) until they are, and the outcome is computed only at the end from
+the FAR-END leg: the non-Local channel that answered first, else the last non-Local one,
+else the deepest Local ``;2`` half (README point 4: ``;1`` often ends with cause 0).
+An attempt ends when every channel it had is gone (a Local half implies its other half)
+and the OriginateResponse has come, or the originate failed before any channel existed.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from .core.outcomes import AttemptFacts
+
+_UP = "6"
+_RINGING = "5"
+_MAX_ORPHANS = 20_000
+"""Channels not (yet) ours that we remember; a busy PBX's live channels, with room."""
+
+
+@dataclass(frozen=True, slots=True)
+class Ringing:
+    attempt_id: str
+    at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Answered:
+    attempt_id: str
+    at: datetime
+    uniqueid: str | None
+    """The originated (root) channel: the one to hang up to end the call."""
+
+
+@dataclass(frozen=True, slots=True)
+class Finished:
+    attempt_id: str
+    at: datetime
+    facts: AttemptFacts
+    uniqueid: str | None
+    detail: str | None = None
+    """Why there are no facts: Asterisk's refusal message, or ``no AMI event``."""
+
+
+Update = Ringing | Answered | Finished
+
+
+@dataclass(slots=True)
+class _Channel:
+    uniqueid: str
+    seen_at: datetime
+    name: str = ""
+    linkedid: str | None = None
+    attempt_id: str | None = None
+    ringing: bool = False
+    up: bool = False
+    gone: bool = False
+    cause: int | None = None
+    cause_txt: str | None = None
+    tech_cause: int | None = None
+    dial_status: str | None = None
+    links: set[str] = field(default_factory=set)
+    variables: dict[str, str] = field(default_factory=dict)
+    amd: tuple[str | None, str | None] | None = None
+
+    @property
+    def is_local(self) -> bool:
+        return self.name.startswith("Local/")
+
+    @property
+    def local_peer(self) -> str | None:
+        """The name of the other half of a Local channel (``;1`` <-> ``;2``)."""
+        if not self.is_local or self.name[-2:] not in (";1", ";2"):
+            return None
+        return self.name[:-1] + ("2" if self.name[-1] == "1" else "1")
+
+
+@dataclass(slots=True)
+class _Attempt:
+    attempt_id: str
+    call_id: str
+    number: int
+    channel_id: str | None
+    action_id: str | None
+    expected_at: datetime
+    channels: set[str] = field(default_factory=set)
+    linkedids: set[str] = field(default_factory=set)
+    root: str | None = None
+    responded_at: datetime | None = None
+    originate_ok: bool = False
+    originate_reason: int | None = None
+    amd_status: str | None = None
+    amd_cause: str | None = None
+    ringing_sent: bool = False
+    answered_sent: bool = False
+
+
+# (uniqueid, linkedid, channel name, channel state) header names per channel an event names
+_ROLES = (
+    ("Uniqueid", "Linkedid", "Channel", "ChannelState"),
+    ("DestUniqueid", "DestLinkedid", "DestChannel", "DestChannelState"),
+    ("LocalOneUniqueid", "LocalOneLinkedid", "LocalOneChannel", "LocalOneChannelState"),
+    ("LocalTwoUniqueid", "LocalTwoLinkedid", "LocalTwoChannel", "LocalTwoChannelState"),
+)
+
+
+def _text(msg: Mapping[str, str], key: str) -> str | None:
+    value = msg.get(key)
+    return value if isinstance(value, str) and value and value != "<unknown>" else None
+
+
+def _int(value: str | None) -> int | None:
+    try:
+        return int(value) if value is not None else None
+    except ValueError:
+        return None
+
+
+def _age_key(uniqueid: str) -> tuple[int, int, str]:
+    """Asterisk Uniqueids are ``<epoch>.<sequence>``: later channels sort higher."""
+    head, _, tail = uniqueid.partition(".")
+    if head.isdigit() and tail.isdigit():
+        return (int(head), int(tail), "")
+    return (0, 0, uniqueid)
+
+
+class AttemptTracker:
+    def __init__(
+        self, *, variable_prefix: str = "AUTORETRY_", amd_event: str = "AutoretryAMD"
+    ) -> None:
+        self._var_attempt_id = f"{variable_prefix}ATTEMPT_ID"
+        self._var_call_id = f"{variable_prefix}CALL_ID"
+        self._var_attempt = f"{variable_prefix}ATTEMPT"
+        self._amd_event = amd_event
+        self._attempts: dict[str, _Attempt] = {}
+        self._by_action: dict[str, str] = {}
+        self._by_call: dict[str, str] = {}
+        self._by_linkedid: dict[str, str] = {}
+        self._chans: dict[str, _Channel] = {}
+        self._names: dict[str, str] = {}
+        self._orphans: OrderedDict[str, None] = OrderedDict()
+        self._orphans_by_linkedid: dict[str, set[str]] = {}
+
+    @property
+    def channels_tracked(self) -> int:
+        """Channels remembered, ours or not yet (memory check)."""
+        return len(self._chans)
+
+    # ---- registration -------------------------------------------------------------
+
+    def expect(
+        self,
+        attempt_id: str,
+        *,
+        call_id: str,
+        attempt_number: int,
+        channel_id: str | None,
+        action_id: str | None,
+        at: datetime,
+    ) -> None:
+        """Register an attempt before its Originate goes out. ``action_id=None``: no
+        OriginateResponse will come (call file, synchronous originate)."""
+        attempt = _Attempt(attempt_id, call_id, attempt_number, channel_id, action_id, at)
+        self._attempts[attempt_id] = attempt
+        self._by_call[call_id] = attempt_id
+        if action_id is not None:
+            self._by_action[action_id] = attempt_id
+        if channel_id is not None:
+            # ChannelId becomes the root's Uniqueid, hence every leg's Linkedid
+            self._claim_linkedid(attempt, channel_id)
+
+    def refused(self, attempt_id: str, message: str, at: datetime) -> Finished:
+        """The Originate action got an Error reply: no channel was or will be created."""
+        attempt = self._attempts.get(attempt_id)
+        root = attempt.root if attempt else None
+        self.forget(attempt_id)
+        return Finished(attempt_id, at, AttemptFacts(), root, detail=message)
+
+    def expire(
+        self,
+        now: datetime,
+        older_than: timedelta,
+        *,
+        failed_grace: timedelta = timedelta(seconds=2),
+    ) -> list[Finished]:
+        """Finish attempts that still have no channel: registered ``older_than`` ago and
+        no event at all, or whose Originate failed ``failed_grace`` ago (unknown technology,
+        unregistered peer). Call it every second or so. Also forget channels not ours that
+        were last seen ``older_than`` ago."""
+        done = []
+        for attempt in list(self._attempts.values()):
+            if attempt.channels:
+                continue
+            if attempt.responded_at is not None:
+                if attempt.originate_ok or attempt.responded_at > now - failed_grace:
+                    continue
+                detail = None
+            elif attempt.expected_at <= now - older_than:
+                detail = "no AMI event"
+            else:
+                continue
+            facts = self._facts(attempt, [], None)
+            done.append(Finished(attempt.attempt_id, now, facts, None, detail=detail))
+            self.forget(attempt.attempt_id)
+        cutoff = now - older_than
+        for uniqueid in [u for u in self._orphans if self._chans[u].seen_at <= cutoff]:
+            self._drop_channel(uniqueid)
+        return done
+
+    def live_uniqueids(self) -> dict[str, frozenset[str]]:
+        """attempt id -> Uniqueids of its channels not yet hung up (for reconcile)."""
+        return {
+            a.attempt_id: frozenset(u for u in a.channels if not self._chans[u].gone)
+            for a in self._attempts.values()
+        }
+
+    def forget(self, attempt_id: str) -> None:
+        attempt = self._attempts.pop(attempt_id, None)
+        if attempt is None:
+            return
+        if attempt.action_id is not None:
+            self._by_action.pop(attempt.action_id, None)
+        if self._by_call.get(attempt.call_id) == attempt_id:
+            del self._by_call[attempt.call_id]
+        for linkedid in attempt.linkedids:
+            self._by_linkedid.pop(linkedid, None)
+        for uniqueid in attempt.channels:
+            self._drop_channel(uniqueid)
+
+    # ---- events -------------------------------------------------------------------
+
+    def feed(self, msg: Mapping[str, str], at: datetime) -> list[Update]:
+        name = msg.get("Event")
+        touched: set[str] = set()
+        if name == "OriginateResponse":
+            self._originate_response(msg, at, touched)
+        else:
+            chans = self._channels_of(msg, at)
+            if not chans:
+                return []
+            self._apply(name, msg, chans, touched)
+            for chan in chans:
+                self._attribute(chan, touched)
+        return self._updates(touched, at)
+
+    def _channels_of(self, msg: Mapping[str, str], at: datetime) -> list[_Channel]:
+        chans = []
+        for uid_key, linked_key, name_key, state_key in _ROLES:
+            uniqueid = _text(msg, uid_key)
+            if uniqueid is None:
+                continue
+            chan = self._channel(uniqueid, at, _text(msg, name_key), _text(msg, linked_key))
+            state = msg.get(state_key)
+            chan.ringing |= state == _RINGING
+            chan.up |= state == _UP
+            chans.append(chan)
+        return chans
+
+    def _channel(
+        self, uniqueid: str, at: datetime, name: str | None, linkedid: str | None
+    ) -> _Channel:
+        chan = self._chans.get(uniqueid)
+        if chan is None:
+            chan = self._chans[uniqueid] = _Channel(uniqueid, at)
+            self._orphans[uniqueid] = None
+            if len(self._orphans) > _MAX_ORPHANS:
+                self._drop_channel(next(iter(self._orphans)))
+        elif chan.attempt_id is None:
+            self._orphans.move_to_end(uniqueid)
+        chan.seen_at = at
+        if name and not chan.name:
+            chan.name = name
+            self._names[name] = uniqueid
+            self._pair_local_halves(chan)
+        if linkedid and chan.linkedid is None:
+            chan.linkedid = linkedid
+            if chan.attempt_id is None:
+                self._orphans_by_linkedid.setdefault(linkedid, set()).add(uniqueid)
+        return chan
+
+    def _pair_local_halves(self, chan: _Channel) -> None:
+        peer = chan.local_peer
+        other = self._names.get(peer) if peer is not None else None
+        if other is not None:
+            self._link(chan, self._chans[other])
+
+    def _link(self, a: _Channel, b: _Channel) -> None:
+        a.links.add(b.uniqueid)
+        b.links.add(a.uniqueid)
+
+    def _apply(
+        self, name: str | None, msg: Mapping[str, str], chans: list[_Channel], touched: set[str]
+    ) -> None:
+        first, last = chans[0], chans[-1]
+        if name == "Newstate" and msg.get("ChannelStateDesc") == "Ringing":
+            first.ringing = True
+        elif name == "Hangup":
+            first.gone = True
+            first.cause = _int(_text(msg, "Cause"))
+            first.cause_txt = _text(msg, "Cause-txt")
+            first.tech_cause = _int(_text(msg, "TechCause"))
+        elif name in ("DialBegin", "DialState", "DialEnd", "LocalBridge"):
+            if len(chans) == 2:
+                self._link(first, last)
+            status = msg.get("DialStatus")
+            if name == "DialState" and status == "RINGING":
+                last.ringing = True
+            elif name == "DialEnd" and status:
+                last.dial_status = status
+                last.up |= status == "ANSWER"
+        elif name == "VarSet":
+            variable = (msg.get("Variable") or "").lstrip("_")
+            if variable.startswith((self._var_call_id, self._var_attempt)):
+                first.variables[variable] = msg.get("Value") or ""
+        elif name == "UserEvent" and msg.get("UserEvent") == self._amd_event:
+            amd = (_text(msg, "AMDSTATUS"), _text(msg, "AMDCAUSE"))
+            attempt_id = _text(msg, self._var_attempt_id) or first.attempt_id
+            attempt = self._attempts.get(attempt_id) if attempt_id else None
+            if attempt is None:
+                first.amd = amd  # kept with the channel until we learn whose it is
+            else:
+                attempt.amd_status, attempt.amd_cause = amd
+                touched.add(attempt.attempt_id)
+
+    def _originate_response(self, msg: Mapping[str, str], at: datetime, touched: set[str]) -> None:
+        attempt_id = self._by_action.get(msg.get("ActionID") or "")
+        attempt = self._attempts.get(attempt_id) if attempt_id else None
+        if attempt is None:
+            return
+        attempt.responded_at = at
+        attempt.originate_ok = msg.get("Response") == "Success"
+        attempt.originate_reason = _int(_text(msg, "Reason"))
+        touched.add(attempt.attempt_id)
+        uniqueid = _text(msg, "Uniqueid")
+        if uniqueid is not None:
+            attempt.root = attempt.root or uniqueid
+            chan = self._channel(uniqueid, at, _text(msg, "Channel"), None)
+            chan.up |= attempt.originate_ok
+            self._attach(chan, attempt, touched)
+
+    # ---- attribution --------------------------------------------------------------
+
+    def _attribute(self, chan: _Channel, touched: set[str]) -> None:
+        if chan.attempt_id is not None:
+            touched.add(chan.attempt_id)
+            return
+        attempt_id = self._by_linkedid.get(chan.uniqueid)
+        if attempt_id is None and chan.linkedid is not None:
+            attempt_id = self._by_linkedid.get(chan.linkedid)
+        if attempt_id is None:
+            attempt_id = self._by_variables(chan)
+        if attempt_id is None:
+            attempt_id = next(
+                (
+                    self._chans[u].attempt_id
+                    for u in chan.links
+                    if self._chans[u].attempt_id is not None
+                ),
+                None,
+            )
+        if attempt_id is not None:
+            self._attach(chan, self._attempts[attempt_id], touched)
+
+    def _by_variables(self, chan: _Channel) -> str | None:
+        attempt_id = chan.variables.get(self._var_attempt_id)
+        if attempt_id is not None:
+            return attempt_id if attempt_id in self._attempts else None
+        call_id = chan.variables.get(self._var_call_id)
+        attempt_id = self._by_call.get(call_id) if call_id is not None else None
+        if attempt_id is None:
+            return None
+        number = _int(chan.variables.get(self._var_attempt))
+        return attempt_id if number in (None, self._attempts[attempt_id].number) else None
+
+    def _attach(self, chan: _Channel, attempt: _Attempt, touched: set[str]) -> None:
+        work = [chan]
+        while work:
+            chan = work.pop()
+            if chan.attempt_id is not None:
+                continue
+            chan.attempt_id = attempt.attempt_id
+            attempt.channels.add(chan.uniqueid)
+            touched.add(attempt.attempt_id)
+            self._orphans.pop(chan.uniqueid, None)
+            if chan.linkedid is not None:
+                self._orphans_by_linkedid.get(chan.linkedid, set()).discard(chan.uniqueid)
+            if chan.amd is not None:
+                attempt.amd_status, attempt.amd_cause = chan.amd
+            if chan.uniqueid == attempt.channel_id:
+                attempt.root = chan.uniqueid
+            if chan.linkedid == chan.uniqueid:  # a root channel: its Linkedid is ours
+                attempt.root = attempt.root or chan.uniqueid
+                work.extend(self._claim_linkedid(attempt, chan.uniqueid))
+            work.extend(self._chans[u] for u in chan.links)
+
+    def _claim_linkedid(self, attempt: _Attempt, linkedid: str) -> Iterable[_Channel]:
+        attempt.linkedids.add(linkedid)
+        self._by_linkedid[linkedid] = attempt.attempt_id
+        return [self._chans[u] for u in self._orphans_by_linkedid.pop(linkedid, ())]
+
+    def _drop_channel(self, uniqueid: str) -> None:
+        chan = self._chans.pop(uniqueid, None)
+        if chan is None:
+            return
+        self._orphans.pop(uniqueid, None)
+        if self._names.get(chan.name) == uniqueid:
+            del self._names[chan.name]
+        if chan.linkedid is not None:
+            siblings = self._orphans_by_linkedid.get(chan.linkedid)
+            if siblings is not None:
+                siblings.discard(uniqueid)
+                if not siblings:
+                    del self._orphans_by_linkedid[chan.linkedid]
+        for other in chan.links:
+            if other in self._chans:
+                self._chans[other].links.discard(uniqueid)
+
+    # ---- outcome ------------------------------------------------------------------
+
+    def _updates(self, touched: set[str], at: datetime) -> list[Update]:
+        updates: list[Update] = []
+        for attempt_id in sorted(touched):
+            attempt = self._attempts.get(attempt_id)
+            if attempt is None:
+                continue
+            chans = [self._chans[u] for u in attempt.channels]
+            far = self._far_end(chans)
+            if not attempt.ringing_sent and any(c.ringing or c.up for c in chans):
+                attempt.ringing_sent = True
+                updates.append(Ringing(attempt_id, at))
+            if not attempt.answered_sent and far is not None and far.up:
+                attempt.answered_sent = True
+                updates.append(Answered(attempt_id, at, attempt.root))
+            if self._is_over(attempt, chans):
+                facts = self._facts(attempt, chans, far)
+                updates.append(Finished(attempt_id, at, facts, attempt.root))
+                self.forget(attempt_id)
+        return updates
+
+    def _is_over(self, attempt: _Attempt, chans: list[_Channel]) -> bool:
+        if attempt.action_id is not None and attempt.responded_at is None:
+            return False
+        if not chans:
+            # A failed OriginateResponse may overtake the events of the channel it is about
+            # (they take another path inside Asterisk), and without a ChannelId a channel
+            # is ours only once its VarSet came: "no channel at all" is expire()'s call.
+            return False
+        for chan in chans:
+            if not chan.gone:
+                return False
+            peer = chan.local_peer
+            if peer is not None and self._names.get(peer) not in attempt.channels:
+                return False  # the other half exists; we have not heard of it yet
+        return True
+
+    @staticmethod
+    def _far_end(chans: list[_Channel]) -> _Channel | None:
+        outside = [c for c in chans if not c.is_local]
+        if outside:
+            answered = [c for c in outside if c.up]
+            if answered:
+                return min(answered, key=lambda c: _age_key(c.uniqueid))
+            return max(outside, key=lambda c: _age_key(c.uniqueid))
+        halves = [c for c in chans if c.name.endswith(";2")] or chans
+        return max(halves, key=lambda c: _age_key(c.uniqueid)) if halves else None
+
+    @staticmethod
+    def _facts(attempt: _Attempt, chans: list[_Channel], far: _Channel | None) -> AttemptFacts:
+        dial_status = far.dial_status if far is not None else None
+        if dial_status is None:
+            dialed = [c for c in chans if c.dial_status is not None]
+            if dialed:
+                dial_status = max(dialed, key=lambda c: _age_key(c.uniqueid)).dial_status
+        trunk = None
+        if far is not None and not far.is_local and "/" in far.name:
+            trunk = far.name.split("/", 1)[1].rpartition("-")[0] or None
+        return AttemptFacts(
+            answered=far is not None and far.up,
+            reached_ringing=any(c.ringing or c.up for c in chans),  # same rule as Ringing
+            cause=far.cause if far else None,
+            cause_txt=far.cause_txt if far else None,
+            tech_cause=far.tech_cause if far else None,
+            dial_status=dial_status,
+            originate_reason=attempt.originate_reason,
+            amd_status=attempt.amd_status,
+            amd_cause=attempt.amd_cause,
+            trunk=trunk,
+        )
