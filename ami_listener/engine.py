@@ -1,0 +1,290 @@
+"""Turn what Asterisk tells us into call state changes, and dial what the scheduler claims.
+
+Every update from the tracker becomes a ``lifecycle`` event applied by ``Store.transition``
+in the writer thread, one at a time in arrival order (a single consumer queue), so an
+attempt's Ringing is never committed after its end. Dials go out only for attempts already
+committed as ``dialing``; a refusal or a dial that hears nothing becomes an ``error``
+outcome, and the policy decides.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import replace
+from datetime import datetime, timedelta
+from pathlib import Path
+
+from . import ami_tracker as tracked
+from .ami import AmiClient
+from .config import Settings
+from .core import lifecycle
+from .core.callfile import render
+from .core.dialing import Target, build_request, originate_headers
+from .core.lifecycle import Effect, Notify, Schedule
+from .core.models import Attempt, Call, OutcomeStatus
+from .core.outcomes import AttemptFacts, Outcome, classify
+from .errors import AmiError, IllegalTransition, NotFound
+from .spool import SpoolError, write_callfile
+from .store import Store
+from .writer import Writer
+
+log = logging.getLogger(__name__)
+
+ChangeHook = Callable[[Call, tuple[Effect, ...]], None]
+NO_EVENT_GRACE_S = 30.0  # after the ring timeout, an attempt with no AMI event is lost
+
+
+def lost_outcome(why: str) -> Outcome:
+    return Outcome(OutcomeStatus.ERROR, False, why)
+
+
+class Engine:
+    def __init__(
+        self,
+        settings: Settings,
+        writer: Writer,
+        ami: AmiClient | None,
+        *,
+        clock: Callable[[], datetime],
+        wake_scheduler: Callable[[], None],
+        rng: Callable[[], float] | None = None,
+        on_change: ChangeHook | None = None,
+    ) -> None:
+        self._settings = settings
+        self._writer = writer
+        self.ami = ami
+        self._clock = clock
+        self._wake = wake_scheduler
+        self._rules = settings.rules(rng=rng)
+        self._overrides = settings.cause_overrides()
+        self._on_change = on_change
+        self.tracker = tracked.AttemptTracker()
+        self._updates: asyncio.Queue[tracked.Update] = asyncio.Queue()
+        self._calls: dict[str, str] = {}  # live attempt id -> call id
+        self._targets: dict[str, str] = {}  # call id -> target name, while live
+        self._sending: set[str] = set()  # attempts whose dial is being sent right now
+        self._timers: dict[str, asyncio.TimerHandle] = {}
+        self._background: set[asyncio.Task[None]] = set()
+
+    # ---- from the AMI protocol (sync callback) ---------------------------------------
+    def on_ami_event(self, msg: Mapping[str, str]) -> None:
+        for update in self.tracker.feed(msg, self._clock()):
+            self._updates.put_nowait(update)
+
+    async def run(self) -> None:
+        """Apply updates one at a time, in arrival order."""
+        while True:
+            update = await self._updates.get()
+            try:
+                await self._apply(update)
+            except Exception:
+                log.exception("applying %r failed", update)
+            finally:
+                self._updates.task_done()
+
+    async def drain(self, timeout_s: float = 5.0) -> None:
+        """Commit what Asterisk already told us before stopping (clean shutdown)."""
+        try:
+            await asyncio.wait_for(self._updates.join(), timeout_s)
+        except TimeoutError:
+            log.warning("stopping with %d AMI updates not committed", self._updates.qsize())
+
+    async def _apply(self, update: tracked.Update) -> None:
+        call_id = self._calls.get(update.attempt_id)
+        if call_id is None:
+            return  # not ours any more (already finished or reconciled)
+        event: lifecycle.Event
+        if isinstance(update, tracked.Ringing):
+            event = lifecycle.Ringing(update.at, update.attempt_id)
+        elif isinstance(update, tracked.Answered):
+            event = lifecycle.Answered(update.at, update.attempt_id, update.uniqueid)
+        else:
+            event = lifecycle.AttemptEnded(
+                update.at, update.attempt_id, self._outcome(call_id, update), update.uniqueid
+            )
+            self._finished(update.attempt_id)
+        await self.transition(call_id, event)
+
+    def _outcome(self, call_id: str, update: tracked.Finished) -> Outcome:
+        if update.detail and update.facts == AttemptFacts():
+            return lost_outcome(update.detail)
+        facts = update.facts
+        target = self._settings.targets.get(self._targets.get(call_id, ""))
+        if target is not None and target.trunk and facts.trunk is None:
+            facts = replace(facts, trunk=target.trunk)
+        return classify(facts, self._overrides)
+
+    def _finished(self, attempt_id: str) -> None:
+        call_id = self._calls.pop(attempt_id, None)
+        if call_id is not None:
+            self._targets.pop(call_id, None)
+        timer = self._timers.pop(attempt_id, None)
+        if timer is not None:
+            timer.cancel()
+        self.tracker.forget(attempt_id)
+
+    async def transition(self, call_id: str, event: lifecycle.Event) -> Call | None:
+        """Commit ``event`` for ``call_id``; None if the call's state does not allow it."""
+        rules = self._rules
+        try:
+            call, effects = await self._writer(
+                lambda store: store.transition(
+                    call_id, lambda c: lifecycle.advance(c, event, rules)
+                )
+            )
+        except (IllegalTransition, NotFound) as exc:
+            log.info("call %s: %s ignored: %s", call_id, type(event).__name__, exc)
+            return None
+        self.changed(call, effects)
+        return call
+
+    def changed(self, call: Call, effects: tuple[Effect, ...]) -> None:
+        attempt = call.last_attempt
+        for effect in effects:
+            if isinstance(effect, Notify):
+                log.info(
+                    "call %s attempt %s: %s%s",
+                    call.id,
+                    attempt.number if attempt else 0,
+                    effect.status.value,
+                    f" ({attempt.reason}; {attempt.decision})"
+                    if attempt and attempt.decision and not attempt.live
+                    else "",
+                )
+            if isinstance(effect, Schedule) or (
+                isinstance(effect, Notify) and call.live_attempt is None
+            ):
+                self._wake()  # a retry to plan, or capacity freed
+        if self._on_change is not None:
+            self._on_change(call, effects)
+
+    # ---- dialling (the scheduler's dial callback) ------------------------------------
+    async def dial(self, call: Call, attempt: Attempt) -> None:
+        dialer = self._settings.dialer
+        now = self._clock()
+        self._calls[attempt.id] = call.id
+        self._targets[call.id] = call.target
+        target_settings = self._settings.targets.get(call.target)
+        try:
+            if target_settings is None:
+                raise ValueError(f"target {call.target!r} is not configured")
+            target = Target(
+                context=target_settings.context,
+                extension=target_settings.extension,
+                priority=target_settings.priority,
+                application=target_settings.application,
+                data=target_settings.data,
+            )
+            request = build_request(
+                call,
+                attempt,
+                template=dialer.channel,
+                target=target,
+                ring_timeout_s=dialer.ring_timeout_s,
+                caller_id=dialer.caller_id,
+            )
+        except ValueError as exc:
+            self._finish_now(attempt.id, f"cannot dial: {exc}", now)
+            return
+        by_file = dialer.method == "callfile"
+        self.tracker.expect(
+            attempt.id,
+            call_id=call.id,
+            attempt_number=attempt.number,
+            channel_id=None if by_file else attempt.id,
+            action_id=None if by_file else attempt.id,
+            at=now,
+        )
+        self._arm_timer(attempt.id)
+        self._sending.add(attempt.id)
+        try:
+            if by_file:
+                await asyncio.to_thread(
+                    write_callfile,
+                    dialer.spool_dir,
+                    attempt.id,
+                    render(request),
+                    owner=dialer.asterisk_user,
+                )
+            else:
+                if self.ami is None:
+                    raise AmiError("no AMI connection configured")
+                await self.ami.originate(originate_headers(request))
+            log.info("call %s attempt %s: dialled %s", call.id, attempt.number, request.channel)
+        except (AmiError, SpoolError) as exc:
+            self._finish_now(attempt.id, f"dial refused: {exc}", self._clock())
+        finally:
+            self._sending.discard(attempt.id)
+
+    def _finish_now(self, attempt_id: str, why: str, at: datetime) -> None:
+        self._updates.put_nowait(tracked.Finished(attempt_id, at, AttemptFacts(), None, why))
+
+    def _arm_timer(self, attempt_id: str) -> None:
+        """An attempt that hears nothing at all within ring time + grace is lost."""
+        delay = self._settings.dialer.ring_timeout_s + NO_EVENT_GRACE_S
+        loop = asyncio.get_running_loop()
+        self._timers[attempt_id] = loop.call_later(delay, self._expire)
+
+    def _expire(self) -> None:
+        grace = timedelta(seconds=self._settings.dialer.ring_timeout_s + NO_EVENT_GRACE_S)
+        for update in self.tracker.expire(self._clock(), grace - timedelta(seconds=1)):
+            self._updates.put_nowait(update)
+
+    # ---- reconciliation --------------------------------------------------------------
+    def on_ready(self) -> None:
+        """The AMI session is (again) logged in: reconcile, then let the scheduler dial."""
+
+        async def reconcile_then_wake() -> None:
+            await self.reconcile()
+            self._wake()
+
+        task = asyncio.get_running_loop().create_task(reconcile_then_wake())
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def reconcile(self) -> None:
+        """After (re)connecting: keep following attempts whose channels still exist; the
+        rest are ``error`` / ``outcome-lost`` and the policy decides (invariant 7)."""
+        if self.ami is None:
+            return
+        try:
+            channels = await self.ami.channels()
+        except AmiError as exc:
+            log.warning("reconcile postponed: %s", exc)
+            return
+        alive = {c.get("Uniqueid") for c in channels} | {c.get("Linkedid") for c in channels}
+        followed = self.tracker.live_uniqueids()
+        now = self._clock()
+        for call in await self._writer(Store.live_calls):
+            attempt = call.live_attempt
+            if attempt is None or attempt.id in self._sending:
+                continue
+            if attempt.id in followed:
+                seen = followed[attempt.id]
+                if not seen or seen & alive or attempt.id in alive:
+                    continue  # nothing heard yet (timer covers it) or still up
+            elif attempt.id in alive or self._callfile_pending(attempt):
+                self._calls[attempt.id] = call.id
+                self._targets[call.id] = call.target
+                self.tracker.expect(
+                    attempt.id,
+                    call_id=call.id,
+                    attempt_number=attempt.number,
+                    channel_id=attempt.id,
+                    action_id=None,
+                    at=now,
+                )
+                self._arm_timer(attempt.id)
+                log.info("call %s attempt %s: still up, following", call.id, attempt.number)
+                continue
+            self._calls[attempt.id] = call.id
+            self._finish_now(attempt.id, "outcome-lost", now)
+
+    def _callfile_pending(self, attempt: Attempt) -> bool:
+        dialer = self._settings.dialer
+        return (
+            dialer.method == "callfile"
+            and (Path(dialer.spool_dir) / "outgoing" / f"{attempt.id}.call").exists()
+        )
