@@ -86,8 +86,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
 class Timeline:
     """Prints each committed change as one line, with what the webhook would carry."""
 
-    def __init__(self, labels: dict[str, str], out: TextIO) -> None:
-        self._labels, self._out = labels, out
+    def __init__(self, out: TextIO) -> None:
+        self._out = out
         self._t0 = time.monotonic()
         self.changed = asyncio.Event()
         self.latest: dict[str, Call] = {}
@@ -159,7 +159,7 @@ async def _demo(tmp: Path, seed: int, out: TextIO) -> int:
                 call, effects = new_call(f"demo-{i}", request, now)
                 store.create_call(call, effects)
                 print(f"placed {number}: {label}", file=out)
-        timeline = Timeline(labels, out)
+        timeline = Timeline(out)
         stop = asyncio.Event()
         runner = asyncio.create_task(
             daemon.run(settings, shutdown_trigger=stop.wait, on_change=timeline)
