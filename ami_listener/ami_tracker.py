@@ -13,7 +13,9 @@ ours are kept (bounded) until they are, and the outcome is computed only at the 
 the FAR-END leg: the non-Local channel that answered first, else the last non-Local one,
 else the deepest Local ``;2`` half (README point 4: ``;1`` often ends with cause 0).
 An attempt ends when every channel it had is gone (a Local half implies its other half)
-and the OriginateResponse has come, or the originate failed before any channel existed.
+and the OriginateResponse has come. One that never got a channel (unknown technology,
+unregistered peer, a lost Originate) is ended by ``expire()``, which the listener calls
+every second or so: a failed OriginateResponse can overtake its channel's first events.
 """
 
 from __future__ import annotations

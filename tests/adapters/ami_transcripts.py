@@ -1,4 +1,4 @@
-"""The recorded Asterisk sessions (../shared/asterisk/transcripts) and a TCP server that
+"""The recorded Asterisk sessions (tests/transcripts, a copy of shared/) and a TCP server that
 plays one back: it waits until the client has sent the session's actions, then writes the
 recorded bytes (``.ami.raw``) unchanged, in chunks of random size."""
 
@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
-DIR = Path(__file__).resolve().parents[3] / "shared" / "asterisk" / "transcripts"
+DIR = Path(__file__).resolve().parents[1] / "transcripts"
 
 
 @dataclass(frozen=True)
