@@ -37,6 +37,7 @@ from panoramisk.message import Message
 
 DEFAULT_VARIABLE_PREFIX = "AUTORETRY_"
 DEFAULT_AMD_EVENT = "AutoretryAMD"
+USER_EVENT_PREFIX = "Autoretry"  # AutoretryAMD, AutoretryManage, AutoretryReport
 
 TRACKED_EVENTS = frozenset(
     {
@@ -83,13 +84,15 @@ class EventSelection:
     def default(
         cls,
         variable_prefix: str = DEFAULT_VARIABLE_PREFIX,
-        amd_event: str = DEFAULT_AMD_EVENT,
+        user_events: str = USER_EVENT_PREFIX,
     ) -> EventSelection:
+        """``user_events``: the common prefix of the UserEvent names our hooks publish
+        (AutoretryAMD, AutoretryManage, AutoretryReport)."""
         return cls(
             names=TRACKED_EVENTS | SESSION_EVENTS,
             needles={
                 "VarSet": variable_prefix.encode(),
-                "UserEvent": f"UserEvent: {amd_event}".encode(),
+                "UserEvent": f"UserEvent: {user_events}".encode(),
             },
         )
 
@@ -101,7 +104,7 @@ class EventSelection:
 
 
 def filters(
-    variable_prefix: str = DEFAULT_VARIABLE_PREFIX, amd_event: str = DEFAULT_AMD_EVENT
+    variable_prefix: str = DEFAULT_VARIABLE_PREFIX, user_events: str = USER_EVENT_PREFIX
 ) -> list[dict[str, str]]:
     """``Filter`` actions (whitelist) to send after login.
 
@@ -112,11 +115,10 @@ def filters(
     Replies and event lists of our own actions are not subject to filters.
     """
     names = "|".join(sorted(TRACKED_EVENTS | SESSION_EVENTS))
-    return [
-        {"Action": "Filter", "Operation": "Add", "Filter": f"Event: ({names})"},
-        {"Action": "Filter", "Operation": "Add", "Filter": f"Variable: _{{0,2}}{variable_prefix}"},
-        {"Action": "Filter", "Operation": "Add", "Filter": f"UserEvent: {amd_event}"},
-    ]
+    # ONE filter with alternatives: whitelist filters apply as they arrive, so three separate
+    # ones would, between the first and the last, drop the VarSets and UserEvents we need.
+    regex = f"Event: ({names})|Variable: _{{0,2}}{variable_prefix}|UserEvent: {user_events}"
+    return [{"Action": "Filter", "Operation": "Add", "Filter": regex}]
 
 
 def split_frames(buffer: bytes) -> tuple[list[bytes], bytes]:

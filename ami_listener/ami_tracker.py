@@ -108,6 +108,7 @@ class _Attempt:
     amd_cause: str | None = None
     ringing_sent: bool = False
     answered_sent: bool = False
+    report: AttemptFacts | None = None  # from our dialplan's report hook (no channel events)
 
 
 # (uniqueid, linkedid, channel name, channel state) header names per channel an event names
@@ -141,12 +142,17 @@ def _age_key(uniqueid: str) -> tuple[int, int, str]:
 
 class AttemptTracker:
     def __init__(
-        self, *, variable_prefix: str = "AUTORETRY_", amd_event: str = "AutoretryAMD"
+        self,
+        *,
+        variable_prefix: str = "AUTORETRY_",
+        amd_event: str = "AutoretryAMD",
+        report_event: str = "AutoretryReport",
     ) -> None:
         self._var_attempt_id = f"{variable_prefix}ATTEMPT_ID"
         self._var_call_id = f"{variable_prefix}CALL_ID"
         self._var_attempt = f"{variable_prefix}ATTEMPT"
         self._amd_event = amd_event
+        self._report_event = report_event
         self._attempts: dict[str, _Attempt] = {}
         self._by_action: dict[str, str] = {}
         self._by_call: dict[str, str] = {}
@@ -249,6 +255,8 @@ class AttemptTracker:
         touched: set[str] = set()
         if name == "OriginateResponse":
             self._originate_response(msg, at, touched)
+        elif name == "UserEvent" and msg.get("UserEvent") == self._report_event:
+            self._reported(msg, touched)
         else:
             chans = self._channels_of(msg, at)
             if not chans:
@@ -336,6 +344,22 @@ class AttemptTracker:
             else:
                 attempt.amd_status, attempt.amd_cause = amd
                 touched.add(attempt.attempt_id)
+
+    def _reported(self, msg: Mapping[str, str], touched: set[str]) -> None:
+        """The dialplan's report hook (call files' ``failed``/``h`` extensions). Used only
+        when we saw no channel of the attempt: where the AMI user receives no call events."""
+        attempt_id = _text(msg, self._var_attempt_id)
+        attempt = self._attempts.get(attempt_id) if attempt_id else None
+        if attempt is None or attempt.channels:
+            return
+        answered = msg.get("DIALSTATUS") == "ANSWER" or msg.get("HOOK") == "h"
+        attempt.report = AttemptFacts(
+            answered=answered,
+            cause=_int(_text(msg, "HANGUPCAUSE")),
+            dial_status=_text(msg, "DIALSTATUS"),
+            originate_reason=_int(_text(msg, "REASON")),
+        )
+        touched.add(attempt.attempt_id)
 
     def _originate_response(self, msg: Mapping[str, str], at: datetime, touched: set[str]) -> None:
         attempt_id = self._by_action.get(msg.get("ActionID") or "")
@@ -458,8 +482,9 @@ class AttemptTracker:
         if not chans:
             # A failed OriginateResponse may overtake the events of the channel it is about
             # (they take another path inside Asterisk), and without a ChannelId a channel
-            # is ours only once its VarSet came: "no channel at all" is expire()'s call.
-            return False
+            # is ours only once its VarSet came: "no channel at all" is expire()'s call,
+            # unless our report hook told us how it ended.
+            return attempt.report is not None
         for chan in chans:
             if not chan.gone:
                 return False
@@ -481,6 +506,8 @@ class AttemptTracker:
 
     @staticmethod
     def _facts(attempt: _Attempt, chans: list[_Channel], far: _Channel | None) -> AttemptFacts:
+        if far is None and attempt.report is not None:
+            return attempt.report
         dial_status = far.dial_status if far is not None else None
         if dial_status is None:
             dialed = [c for c in chans if c.dial_status is not None]

@@ -182,6 +182,7 @@ class TargetSettings(Section):
     total_analysis_time_ms: int | None = Field(default=None, gt=0, le=60_000)
     machine_action: Literal["hangup", "message"] = "hangup"
     machine_message: Annotated[str, Field(pattern=r"^[A-Za-z0-9_][A-Za-z0-9_/.-]*$")] | None = None
+    notsure: Literal["human", "machine"] = "human"  # how an AMD NOTSURE counts
     trunk: Name | None = None
 
     @model_validator(mode="after")
@@ -196,7 +197,7 @@ class TargetSettings(Section):
         if dialplan and "data" in self.model_fields_set:
             raise ValueError("data belongs to the application form")
         amd_params = {"initial_silence_ms", "greeting_ms", "after_greeting_silence_ms"}
-        amd_params |= {"total_analysis_time_ms", "machine_action", "machine_message"}
+        amd_params |= {"total_analysis_time_ms", "machine_action", "machine_message", "notsure"}
         if not self.amd and amd_params & self.model_fields_set:
             raise ValueError("AMD settings need amd = true")
         if self.machine_action == "message" and self.machine_message is None:
@@ -292,6 +293,7 @@ class WebhooksSettings(Section):
 
 
 class AgiSettings(Section):
+    fastagi: bool = True  # serve the FastAGI hooks from the daemon
     fastagi_listen: Listen = "127.0.0.1:4573"
 
 

@@ -8,6 +8,7 @@ all in SQLite, so the next start picks up where this one stopped.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 import uuid
@@ -17,6 +18,7 @@ from datetime import UTC, datetime
 from .ami import AmiClient
 from .config import Settings
 from .engine import ChangeHook, Engine
+from .fastagi import FastAgiServer
 from .scheduler import Scheduler
 from .writer import Writer
 
@@ -54,6 +56,7 @@ async def run(
             wake_scheduler=wake,
             rng=random.random,
             on_change=on_change,
+            new_id=new_id,
         )
         ami = AmiClient(
             settings.ami,
@@ -76,7 +79,9 @@ async def run(
             on_change=engine.changed,
         )
         log.info("autoretry started (database %s)", settings.database.path)
-        async with asyncio.TaskGroup() as group:
+        async with contextlib.AsyncExitStack() as stack, asyncio.TaskGroup() as group:
+            if settings.agi.fastagi:
+                await stack.enter_async_context(FastAgiServer(settings.agi, settings.targets))
             inputs = [
                 group.create_task(ami.run(), name="ami"),
                 group.create_task(scheduler.run(), name="scheduler"),

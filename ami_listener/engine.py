@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import uuid
 from collections.abc import Callable, Mapping
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from pathlib import Path
 
 from . import ami_tracker as tracked
+from .agi_handlers import MANAGE_EVENT
 from .ami import AmiClient
 from .config import Settings
 from .core import lifecycle
@@ -25,7 +27,8 @@ from .core.dialing import Target, build_request, originate_headers
 from .core.lifecycle import Effect, Notify, Schedule
 from .core.models import Attempt, Call, OutcomeStatus
 from .core.outcomes import AttemptFacts, Outcome, classify
-from .errors import AmiError, IllegalTransition, NotFound
+from .errors import AmiError, IllegalTransition, NotFound, ValidationError
+from .manage import call_from_manage_event
 from .spool import SpoolError, write_callfile
 from .store import Store
 from .writer import Writer
@@ -40,6 +43,16 @@ def lost_outcome(why: str) -> Outcome:
     return Outcome(OutcomeStatus.ERROR, False, why)
 
 
+@dataclass(frozen=True, slots=True)
+class ManageRequest:
+    """A dialplan handed us a failed call of other software (UserEvent AutoretryManage)."""
+
+    msg: Mapping[str, str]
+
+
+Work = tracked.Update | ManageRequest
+
+
 class Engine:
     def __init__(
         self,
@@ -51,6 +64,7 @@ class Engine:
         wake_scheduler: Callable[[], None],
         rng: Callable[[], float] | None = None,
         on_change: ChangeHook | None = None,
+        new_id: Callable[[], str] = lambda: uuid.uuid4().hex,
     ) -> None:
         self._settings = settings
         self._writer = writer
@@ -60,8 +74,9 @@ class Engine:
         self._rules = settings.rules(rng=rng)
         self._overrides = settings.cause_overrides()
         self._on_change = on_change
+        self._new_id = new_id
         self.tracker = tracked.AttemptTracker()
-        self._updates: asyncio.Queue[tracked.Update] = asyncio.Queue()
+        self._updates: asyncio.Queue[Work] = asyncio.Queue()
         self._calls: dict[str, str] = {}  # live attempt id -> call id
         self._targets: dict[str, str] = {}  # call id -> target name, while live
         self._sending: set[str] = set()  # attempts whose dial is being sent right now
@@ -70,6 +85,9 @@ class Engine:
 
     # ---- from the AMI protocol (sync callback) ---------------------------------------
     def on_ami_event(self, msg: Mapping[str, str]) -> None:
+        if msg.get("UserEvent") == MANAGE_EVENT and msg.get("Event") == "UserEvent":
+            self._updates.put_nowait(ManageRequest(dict(msg)))
+            return
         for update in self.tracker.feed(msg, self._clock()):
             self._updates.put_nowait(update)
 
@@ -91,7 +109,10 @@ class Engine:
         except TimeoutError:
             log.warning("stopping with %d AMI updates not committed", self._updates.qsize())
 
-    async def _apply(self, update: tracked.Update) -> None:
+    async def _apply(self, update: Work) -> None:
+        if isinstance(update, ManageRequest):
+            await self._manage(update.msg)
+            return
         call_id = self._calls.get(update.attempt_id)
         if call_id is None:
             return  # not ours any more (already finished or reconciled)
@@ -107,6 +128,26 @@ class Engine:
             self._finished(update.attempt_id)
         await self.transition(call_id, event)
 
+    async def _manage(self, msg: Mapping[str, str]) -> None:
+        try:
+            made = call_from_manage_event(
+                msg, self._settings, self._clock(), self._new_id, rules=self._rules
+            )
+        except ValidationError as exc:
+            log.warning("manage hook event ignored: %s (%s)", exc, exc.field)
+            return
+        if made is None:
+            return
+        call, effects = made
+        # A repeated event (the hook re-run, an AMI replay) must not create a second call.
+        key = f"manage:{msg.get('Uniqueid')}"
+        stored, created = await self._writer(
+            lambda store: store.create_call(call, effects, idempotency_key=key)
+        )
+        if created:
+            log.info("call %s: handed over by the dialplan (%s)", stored.id, msg.get("PROFILE"))
+            self.changed(stored, effects)
+
     def _outcome(self, call_id: str, update: tracked.Finished) -> Outcome:
         if update.detail and update.facts == AttemptFacts():
             return lost_outcome(update.detail)
@@ -114,7 +155,8 @@ class Engine:
         target = self._settings.targets.get(self._targets.get(call_id, ""))
         if target is not None and target.trunk and facts.trunk is None:
             facts = replace(facts, trunk=target.trunk)
-        return classify(facts, self._overrides)
+        notsure_is_machine = target is not None and target.notsure == "machine"
+        return classify(facts, self._overrides, notsure_is_machine=notsure_is_machine)
 
     def _finished(self, attempt_id: str) -> None:
         call_id = self._calls.pop(attempt_id, None)

@@ -95,6 +95,7 @@ async def login(sim: Simulator, session: Session, message: Message) -> bool:
     session.authenticated, session.username = True, sim.username
     session.event_mask = parse_event_mask(get(message, "Events", "on"))
     reply(session, message, "Success", "Authentication accepted")
+    sim.notify()  # a test may be waiting for a client to log in
     booted: Message = [
         ("Event", "FullyBooted"),
         ("Privilege", "system,all"),
@@ -258,6 +259,19 @@ async def originate(sim: Simulator, session: Session, message: Message) -> bool:
     return True
 
 
+async def user_event(sim: Simulator, session: Session, message: Message) -> bool:
+    """AMI ``UserEvent``: Asterisk sends every other header as an ``Event: UserEvent`` of
+    class ``user`` to every client that wants it (the dialplan application does the same)."""
+    name = get(message, "UserEvent")
+    if not name:
+        reply(session, message, "Error", "UserEvent needs a UserEvent header")
+        return True
+    body = [(k, v) for k, v in message if k.lower() not in ("action", "actionid", "userevent")]
+    reply(session, message, "Success", None)
+    sim.emit([[("Event", "UserEvent"), ("Privilege", "user,all"), ("UserEvent", name), *body]])
+    return True
+
+
 HANDLERS: dict[str, Handler] = {
     "login": login,
     "logoff": logoff,
@@ -267,4 +281,5 @@ HANDLERS: dict[str, Handler] = {
     "hangup": hangup,
     "coreshowchannels": core_show_channels,
     "originate": originate,
+    "userevent": user_event,
 }

@@ -298,9 +298,12 @@ class Simulator:
         task.add_done_callback(self._tasks.discard)
         return task
 
-    def _notify(self) -> None:
+    def notify(self) -> None:
+        """Wake ``wait_until`` callers: something they may be waiting for changed."""
         for changed in self._waiters:
             changed.set()
+
+    _notify = notify
 
     async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         session = Session(writer)

@@ -18,7 +18,12 @@ USER, SECRET = "autoretry", "sim-secret"
 
 
 def settings_for(
-    sim: Simulator, tmp_path: Path, *, ami: dict[str, Any] | None = None, **dialer: Any
+    sim: Simulator,
+    tmp_path: Path,
+    *,
+    ami: dict[str, Any] | None = None,
+    extra: dict[str, Any] | None = None,
+    **dialer: Any,
 ) -> Settings:
     raw: dict[str, Any] = {
         "ami": {
@@ -42,6 +47,8 @@ def settings_for(
             **dialer,
         },
         "targets": {"sales-ivr": {"context": "autoretry-connect", "extension": "s"}},
+        "agi": {"fastagi": False},  # tests run daemons side by side: no fixed port
+        **(extra or {}),
     }
     return Settings.from_mapping(raw, {})
 
