@@ -98,9 +98,21 @@ class AmiClient:
         self._selection = selection or EventSelection.default()
         self._backoff = Backoff(settings.reconnect_max_s, first_backoff_s)
         self._manager: _Manager | None = None
+        self._lost: asyncio.Future[None] | None = None
         self.ready = False
         self.reconnects = 0
         self.where = f"{settings.host}:{settings.port}"
+
+    def reload(self, settings: AmiSettings, secret: str) -> None:
+        """New connection settings: reconnect with them (calls go on inside Asterisk and
+        are reconciled after the new login). Nothing happens when nothing changed."""
+        if settings == self._settings and secret == self._secret:
+            return
+        self._settings, self._secret = settings, secret
+        self._backoff = Backoff(settings.reconnect_max_s, self._backoff.first_s)
+        self.where = f"{settings.host}:{settings.port}"
+        log.info("AMI: settings changed, reconnecting")
+        self._close()
 
     async def run(self) -> None:
         """Stay connected until cancelled."""
@@ -126,6 +138,7 @@ class AmiClient:
         settings = self._settings
         loop = asyncio.get_running_loop()
         lost: asyncio.Future[None] = loop.create_future()
+        self._lost = lost
         manager = _Manager(
             lost,
             host=settings.host,
@@ -196,6 +209,8 @@ class AmiClient:
         manager, self._manager = self._manager, None
         if manager is not None:
             manager.close()
+        if self._lost is not None and not self._lost.done():
+            self._lost.set_result(None)  # a close of ours: panoramisk does not report it
 
     async def action(self, headers: Mapping[str, str | list[str]]) -> dict[str, str]:
         """Send one action; return its (first) reply as a dict. AmiError if none comes."""

@@ -21,7 +21,7 @@ from typing import Literal, NoReturn
 
 import pydantic
 
-from . import cli_calls, cli_run
+from . import cli_call, cli_calls, cli_run, cli_webhooks
 from .config import Settings, config_path, split_listen
 from .config_sections import WEEKDAYS
 from .core.execution import iso
@@ -75,7 +75,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     check.set_defaults(func=cmd_check_config)
 
+    cli_call.add_parser(commands, _settings)
     cli_calls.add_parser(commands, _settings)
+    cli_webhooks.add_parser(commands, _settings)
     cli_run.add_parser(commands, _settings)
 
     pre = commands.add_parser(
@@ -108,10 +110,28 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _config_first(argv: Sequence[str]) -> list[str]:
+    """Accept ``--config FILE`` after the command too (``autoretry serve --config FILE``),
+    as administrators type it, by moving it in front where argparse expects it."""
+    rest, moved = list(argv), []
+    for i, item in enumerate(rest):
+        if item == "--":
+            break
+        if item == "--config" and i + 1 < len(rest):
+            moved = rest[i : i + 2]
+            del rest[i : i + 2]
+            break
+        if item.startswith("--config="):
+            moved = [item]
+            del rest[i]
+            break
+    return moved + rest
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     try:
-        args = parser.parse_args(argv)
+        args = parser.parse_args(_config_first(sys.argv[1:] if argv is None else argv))
     except SystemExit as exc:  # --help, --version and usage errors have been printed
         return exc.code if isinstance(exc.code, int) else 2
     func: Callable[[argparse.Namespace], int] = args.func

@@ -13,6 +13,7 @@ from .core.execution import iso
 from .core.lifecycle import Cancel, advance
 from .core.models import Attempt, Call, CallStatus
 from .errors import IllegalTransition, NotFound, StoreError
+from .nudge import nudge_daemon
 from .store import Store
 
 LoadSettings = Callable[[argparse.Namespace], Settings]
@@ -166,6 +167,7 @@ def cmd_cancel(args: argparse.Namespace, settings: Settings) -> int:
             raise NotFound(f"no call {args.call_id}") from None
         except IllegalTransition as exc:
             raise IllegalTransition(f"cannot cancel call {args.call_id}: {exc}") from None
+    nudge_daemon(settings)  # its webhook event goes out now, not at the daemon's next wake
     if call.status is CallStatus.CANCELED:
         print(f"canceled {call.id}")
     else:

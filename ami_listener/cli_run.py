@@ -23,6 +23,7 @@ from . import daemon
 from .config import Settings
 from .core.lifecycle import Effect, Notify, new_call
 from .core.models import FINAL_STATUSES, Call, CallRequest
+from .errors import AutoretryError
 from .simulator import Simulator
 from .store import Store
 
@@ -69,10 +70,20 @@ def cmd_serve(args: argparse.Namespace, load_settings: Callable[..., Settings]) 
 
     async def main() -> None:
         stop = asyncio.Event()
+        reloads: asyncio.Queue[Settings] = asyncio.Queue()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
-        await daemon.run(settings, shutdown_trigger=stop.wait)
+
+        def reload() -> None:
+            # SIGHUP (systemd ExecReload): re-read the file; a bad file keeps the old settings.
+            try:
+                reloads.put_nowait(load_settings(args))
+            except AutoretryError as exc:
+                logging.getLogger(__name__).error("reload refused, keeping settings: %s", exc)
+
+        loop.add_signal_handler(signal.SIGHUP, reload)
+        await daemon.run(settings, shutdown_trigger=stop.wait, reloads=reloads)
 
     asyncio.run(main())
     return 0
@@ -135,6 +146,7 @@ async def _demo(tmp: Path, seed: int, out: TextIO) -> int:
                 },
                 "database": {"path": str(tmp / "demo.db")},
                 "api": {"token": "demo-token"},
+                "agi": {"fastagi": False},  # the demo needs no dialplan hooks
                 "dialer": {"channel": "PJSIP/{number}@carrier", "ring_timeout_s": 4},
                 "targets": {"sales-ivr": {"context": "autoretry-connect", "extension": "s"}},
             },
@@ -162,7 +174,8 @@ async def _demo(tmp: Path, seed: int, out: TextIO) -> int:
         timeline = Timeline(out)
         stop = asyncio.Event()
         runner = asyncio.create_task(
-            daemon.run(settings, shutdown_trigger=stop.wait, on_change=timeline)
+            # No API either: nothing to serve, and no port taken from the host.
+            daemon.run(settings, shutdown_trigger=stop.wait, on_change=timeline, api=False)
         )
         try:
             await asyncio.wait_for(_until_done(timeline, list(labels)), timeout=90)

@@ -1,8 +1,10 @@
-"""Wiring: database writer, AMI listener, engine and scheduler in one TaskGroup.
+"""Wiring: database writer, AMI listener, engine, scheduler, API and FastAGI in one TaskGroup.
 
 ``run(settings, shutdown_trigger=...)`` returns when the trigger fires (SIGTERM in
-``serve``, a test's event otherwise). Cancellation unwinds every task; committed state is
-all in SQLite, so the next start picks up where this one stopped.
+``serve``, a test's event otherwise). Inputs stop first (AMI, scheduler, API), then what
+Asterisk already told us is committed, then the rest unwinds; committed state is all in
+SQLite, so the next start picks up where this one stopped. ``reloads`` delivers new
+settings (SIGHUP in ``serve``): they apply to the next attempt, calls in flight go on.
 """
 
 from __future__ import annotations
@@ -16,10 +18,12 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 
 from .ami import AmiClient
+from .api import create_app, serve_api
 from .config import Settings
 from .engine import ChangeHook, Engine
 from .fastagi import FastAgiServer
 from .scheduler import Scheduler
+from .webhooks import WebhookSender
 from .writer import Writer
 
 log = logging.getLogger(__name__)
@@ -33,21 +37,32 @@ def new_id() -> str:
     return uuid.uuid4().hex
 
 
+def _secret(settings: Settings) -> str:
+    return settings.ami.secret.get_secret_value() if settings.ami.secret else ""
+
+
 async def run(
     settings: Settings,
     *,
     shutdown_trigger: Callable[[], Awaitable[object]],
+    reloads: asyncio.Queue[Settings] | None = None,
     clock: Callable[[], datetime] = utc_now,
     on_change: ChangeHook | None = None,
     first_backoff_s: float = 1.0,
+    api: bool = True,
 ) -> None:
-    async with Writer(settings.database.path, synchronous=settings.database.synchronous) as writer:
-        scheduler: Scheduler | None = None
+    async with contextlib.AsyncExitStack() as stack:
+        writer = await stack.enter_async_context(
+            Writer(settings.database.path, synchronous=settings.database.synchronous)
+        )
+        wakers: list[Callable[[], None]] = []
 
         def wake() -> None:
-            if scheduler is not None:
-                scheduler.wake()
+            for waker in wakers:
+                waker()
 
+        sender = WebhookSender(writer, settings.webhooks, clock=clock, rng=random.random)
+        wakers.append(sender.wake)
         engine = Engine(
             settings,
             writer,
@@ -57,10 +72,11 @@ async def run(
             rng=random.random,
             on_change=on_change,
             new_id=new_id,
+            wake_outbox=sender.wake,
         )
         ami = AmiClient(
             settings.ami,
-            settings.ami.secret.get_secret_value() if settings.ami.secret else "",
+            _secret(settings),
             on_event=engine.on_ami_event,
             on_ready=engine.on_ready,
             first_backoff_s=first_backoff_s,
@@ -78,15 +94,53 @@ async def run(
             ready=lambda: ami.ready,
             on_change=engine.changed,
         )
+        wakers.append(scheduler.wake)
+        if api:
+            app = create_app(
+                settings,
+                writer,
+                clock=clock,
+                new_id=new_id,
+                wake=wake,
+                health=lambda: {"ami": ami.ready},
+            )
+            runner = await serve_api(app, settings.api.listen)
+            stack.push_async_callback(runner.cleanup)
+            log.info("API listening on %s", settings.api.listen)
+        if settings.agi.fastagi:
+            await stack.enter_async_context(FastAgiServer(settings.agi, settings.targets))
+
+        def apply(new: Settings) -> None:
+            nonlocal settings
+            if new.database != settings.database or new.api != settings.api:
+                log.warning("[database] and [api] changes need a restart; kept the old ones")
+            engine.reload(new, random.random)
+            scheduler.reload(
+                rules=new.rules(rng=random.random),
+                max_concurrent=new.dialer.max_concurrent,
+                max_cps=new.dialer.max_cps,
+            )
+            ami.reload(new.ami, _secret(new))
+            sender.reload(new.webhooks)
+            logging.getLogger("ami_listener").setLevel(new.logging.level)
+            settings = new
+            log.info("configuration reloaded")
+
+        async def reloader() -> None:
+            assert reloads is not None
+            while True:
+                apply(await reloads.get())
+
         log.info("autoretry started (database %s)", settings.database.path)
-        async with contextlib.AsyncExitStack() as stack, asyncio.TaskGroup() as group:
-            if settings.agi.fastagi:
-                await stack.enter_async_context(FastAgiServer(settings.agi, settings.targets))
+        async with asyncio.TaskGroup() as group:
             inputs = [
                 group.create_task(ami.run(), name="ami"),
                 group.create_task(scheduler.run(), name="scheduler"),
             ]
+            if reloads is not None:
+                inputs.append(group.create_task(reloader(), name="reload"))
             applier = group.create_task(engine.run(), name="engine")
+            delivery = group.create_task(sender.run(), name="webhooks")
             await shutdown_trigger()
             log.info("autoretry stopping")
             for task in inputs:
@@ -94,3 +148,4 @@ async def run(
             await asyncio.wait(inputs)
             await engine.drain()
             applier.cancel()
+            delivery.cancel()  # what it has in hand is written; the rest waits in the outbox

@@ -65,6 +65,7 @@ class Engine:
         rng: Callable[[], float] | None = None,
         on_change: ChangeHook | None = None,
         new_id: Callable[[], str] = lambda: uuid.uuid4().hex,
+        wake_outbox: Callable[[], None] = lambda: None,
     ) -> None:
         self._settings = settings
         self._writer = writer
@@ -75,6 +76,7 @@ class Engine:
         self._overrides = settings.cause_overrides()
         self._on_change = on_change
         self._new_id = new_id
+        self._wake_outbox = wake_outbox
         self.tracker = tracked.AttemptTracker()
         self._updates: asyncio.Queue[Work] = asyncio.Queue()
         self._calls: dict[str, str] = {}  # live attempt id -> call id
@@ -82,6 +84,13 @@ class Engine:
         self._sending: set[str] = set()  # attempts whose dial is being sent right now
         self._timers: dict[str, asyncio.TimerHandle] = {}
         self._background: set[asyncio.Task[None]] = set()
+
+    def reload(self, settings: Settings, rng: Callable[[], float] | None) -> None:
+        """New targets, dialer template, rules and overrides apply to the next attempt;
+        attempts in flight keep the facts they have and finish normally."""
+        self._settings = settings
+        self._rules = settings.rules(rng=rng)
+        self._overrides = settings.cause_overrides()
 
     # ---- from the AMI protocol (sync callback) ---------------------------------------
     def on_ami_event(self, msg: Mapping[str, str]) -> None:
@@ -184,6 +193,8 @@ class Engine:
 
     def changed(self, call: Call, effects: tuple[Effect, ...]) -> None:
         attempt = call.last_attempt
+        if any(isinstance(effect, Notify) for effect in effects):
+            self._wake_outbox()  # its event is committed: deliver it
         for effect in effects:
             if isinstance(effect, Notify):
                 log.info(

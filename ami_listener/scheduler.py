@@ -75,6 +75,13 @@ class Scheduler:
         self._wake = asyncio.Event()
         self._dials: set[asyncio.Task[None]] = set()
 
+    def reload(self, *, rules: Rules, max_concurrent: int, max_cps: float) -> None:
+        self._rules = rules
+        self._max_concurrent = max_concurrent
+        loop_now = asyncio.get_running_loop().time()
+        self._bucket = TokenBucket(max_cps, max(1.0, max_cps), loop_now)
+        self.wake()
+
     def wake(self) -> None:
         """New work, freed capacity or a reconnect: look at the database again now."""
         self._wake.set()
@@ -86,7 +93,10 @@ class Scheduler:
                 delay = await self._step()
                 if delay > 0:
                     with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(self._wake.wait(), timeout=delay)
+                        # asyncio.timeout, not wait_for: on 3.11 wait_for loses a
+                        # cancellation that arrives as the event is set.
+                        async with asyncio.timeout(delay):
+                            await self._wake.wait()
         finally:
             for task in self._dials:
                 task.cancel()

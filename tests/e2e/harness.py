@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import socket
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -15,6 +16,13 @@ from ami_listener.simulator import Simulator
 from ami_listener.store import Store
 
 USER, SECRET = "autoretry", "sim-secret"
+
+
+def free_port() -> int:
+    """A port nothing listens on right now (the daemon's API binds it a moment later)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
 
 
 def settings_for(
@@ -37,7 +45,7 @@ def settings_for(
             **(ami or {}),
         },
         "database": {"path": str(tmp_path / "autoretry.db")},
-        "api": {"token": "test-token"},
+        "api": {"token": "test-token", "listen": f"127.0.0.1:{free_port()}"},
         "dialer": {
             "channel": "PJSIP/{number}@carrier",
             "spool_dir": str(tmp_path / "spool"),

@@ -14,7 +14,7 @@ from typing import IO
 
 from ami_listener.simulator import Simulator
 
-from .harness import SECRET, USER, place, settings_for
+from .harness import SECRET, USER, free_port, place, settings_for
 
 CALLS = {
     # call id: (number, simulator script)
@@ -47,6 +47,9 @@ reconnect_max_s = 0.5
 path = "{tmp_path / "autoretry.db"}"
 [api]
 token = "t"
+listen = "127.0.0.1:{free_port()}"
+[agi]
+fastagi = false
 [dialer]
 channel = "PJSIP/{{number}}@carrier"
 ring_timeout_s = 2

@@ -1,0 +1,110 @@
+"""``autoretry webhooks list|replay``: look at the webhook outbox, re-queue dead events.
+
+Works on the database file directly, so it runs while the daemon does: a replayed event
+is picked up at the daemon's next look at the outbox (within ``webhooks.POLL_S``).
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable
+from typing import Any
+
+from .config import Settings
+from .core.execution import iso
+from .errors import IllegalTransition, NotFound, StoreError, ValidationError
+from .nudge import nudge_daemon
+from .store import Store
+from .store_outbox import parse_event_id
+
+LoadSettings = Callable[[argparse.Namespace], Settings]
+STATES = ("pending", "delivered", "dead")
+
+
+def add_parser(commands: Any, load_settings: LoadSettings) -> None:
+    """Register ``webhooks`` on the top-level subparsers (``commands``)."""
+    webhooks = commands.add_parser(
+        "webhooks",
+        help="list webhook events, replay dead ones",
+        description="Look at the webhook outbox: every status change is one event, "
+        "delivered at least once; events that failed until webhooks.max_age_s are dead.",
+    )
+    sub = webhooks.add_subparsers(dest="webhooks_command", metavar="ACTION", required=True)
+
+    ls = sub.add_parser(
+        "list",
+        help="list events, oldest first",
+        description="One line per event: id, call, status, state, attempts, last error.",
+    )
+    ls.add_argument("--state", choices=STATES, help="only events in this state")
+    ls.add_argument("--limit", type=_positive, default=100, metavar="N", help="default 100")
+    ls.set_defaults(func=lambda args: cmd_list(args, load_settings(args)))
+
+    replay = sub.add_parser(
+        "replay",
+        help="send dead events again",
+        description="Set dead events back to pending so the daemon delivers them again "
+        "(their backoff starts over). Name events, or use --all-dead.",
+    )
+    replay.add_argument("event_ids", nargs="*", metavar="EVENT_ID")
+    replay.add_argument("--all-dead", action="store_true", help="every dead event")
+    replay.set_defaults(func=lambda args: cmd_replay(args, load_settings(args)))
+
+
+def _positive(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"must be a whole number >= 1, got {text!r}")
+    return int(text)
+
+
+def _open(settings: Settings) -> Store:
+    path = settings.database.path
+    if not path.exists():  # reading must not create an empty database somewhere
+        raise StoreError(f"no database at {path} (run 'autoretry migrate' first)")
+    return Store.open(path, synchronous=settings.database.synchronous)
+
+
+def cmd_list(args: argparse.Namespace, settings: Settings) -> int:
+    with _open(settings) as store:
+        events = store.outbox_list(state=args.state, limit=args.limit)
+    if not events:
+        print("no webhook events" + (f" in state {args.state}" if args.state else ""))
+        return 0
+    rows = [("ID", "CALL", "STATUS", "STATE", "ATTEMPTS", "NEXT TRY", "LAST ERROR")]
+    for e in events:
+        next_try = (iso(e.next_at) or "-") if e.state == "pending" else "-"
+        error = " ".join((e.last_error or "-").split())  # one line per event, always
+        rows.append((e.id, e.call_id, e.status, e.state, str(e.attempts), next_try, error))
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
+    for row in rows:
+        cells = [cell.ljust(width) for cell, width in zip(row, widths, strict=False)]
+        print("  ".join([*cells, row[-1]]).rstrip())
+    return 0
+
+
+def cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
+    ids: list[str] = list(dict.fromkeys(args.event_ids))  # once each, in the order given
+    if args.all_dead == bool(ids):
+        raise ValidationError("name the events to replay, or use --all-dead (not both)")
+    bad = [i for i in ids if parse_event_id(i) is None]
+    if bad:
+        raise NotFound(f"not an event id: {', '.join(bad)} (ids look like evt_12_<call id>)")
+    with _open(settings) as store:
+        if args.all_dead:
+            count = store.outbox_replay(None)
+        else:
+            # Check every id before changing anything: all of them are replayed, or none.
+            for event_id in ids:
+                try:
+                    event = store.outbox_get(event_id)
+                except NotFound:
+                    raise NotFound(f"no webhook event {event_id}") from None
+                if event.state != "dead":
+                    raise IllegalTransition(
+                        f"event {event_id} is {event.state}; only dead events are replayed"
+                    )
+            count = store.outbox_replay(ids)
+    print(f"replayed {count} event{'' if count == 1 else 's'}")
+    if count:
+        nudge_daemon(settings)  # deliver now rather than at the sender's next look
+    return 0
