@@ -21,6 +21,7 @@ from panoramisk.actions import Action
 from .ami_protocol import LOGIN_EVENTS, EventCallback, EventSelection, filters, protocol_factory
 from .config_sections import AmiSettings
 from .errors import AmiError
+from .metrics import Metrics
 
 log = logging.getLogger(__name__)
 
@@ -89,8 +90,10 @@ class AmiClient:
         on_lost: Callable[[], Any] = lambda: None,
         selection: EventSelection | None = None,
         first_backoff_s: float = 1.0,
+        metrics: Metrics | None = None,
     ) -> None:
         self._settings = settings
+        self._metrics = metrics
         self._secret = secret
         self._on_event = on_event
         self._on_ready = on_ready
@@ -120,6 +123,8 @@ class AmiClient:
         while True:
             if not first:
                 self.reconnects += 1
+                if self._metrics is not None:
+                    self._metrics.ami_reconnects.inc()
             first = False
             try:
                 await self._session()
@@ -128,6 +133,8 @@ class AmiClient:
             finally:
                 if self.ready:
                     self.ready = False
+                    if self._metrics is not None:
+                        self._metrics.ami_state(connected=False)
                     self._on_lost()
                 self._close()
             delay = self._backoff.next()
@@ -172,6 +179,8 @@ class AmiClient:
             await self._send_filters()
         self._backoff.reset()
         self.ready = True
+        if self._metrics is not None:
+            self._metrics.ami_state(connected=True)
         self._on_ready()
         await self._keepalive(lost)
 

@@ -6,7 +6,9 @@ source. Every route but ``/healthz`` needs ``Authorization: Bearer <token>``; ev
 is JSON ``{"error", "message", "details"}`` (``api_errors``); request bodies are bounded by
 ``[api].max_body_bytes``. Batches are in ``api_batches``, the description in
 ``api_openapi``. A handler that commits new work calls ``wake()`` so the scheduler (and
-the webhook sender, for the new outbox events) look at the database now.
+the webhook sender, for the new outbox events) look at the database now. ``GET /metrics``
+(Prometheus text, ``metrics.py``) needs the token too: a scrape config sends it with
+``authorization: {credentials_file: ...}``.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from importlib import metadata
 
 from aiohttp import web
 
-from . import api_batches, store_api
+from . import api_batches, store_api, store_status
 from .api_context import CONTEXT, ApiContext, auth_middleware, context, digest, read_json
 from .api_errors import errors_middleware
 from .api_openapi import build_spec
@@ -28,6 +30,7 @@ from .core.execution import execution_object
 from .core.lifecycle import Cancel, advance
 from .core.models import CallStatus
 from .errors import ConfigError
+from .metrics import CONTENT_TYPE, Metrics
 from .placing import place_call
 from .writer import Writer
 
@@ -35,6 +38,7 @@ log = logging.getLogger(__name__)
 
 HEALTH_TIMEOUT_S = 5.0  # a writer busy this long counts as "database not writable"
 SPEC = web.AppKey("autoretry_openapi", dict)
+METRICS = web.AppKey("autoretry_metrics", Metrics)
 
 
 def _version() -> str:
@@ -61,9 +65,12 @@ def create_app(
     new_id: Callable[[], str],
     wake: Callable[[], None],
     health: Callable[[], dict[str, bool]],
+    metrics: Metrics | None = None,
 ) -> web.Application:
     """The API application. ``wake()`` is called after new work is committed; ``health()``
-    gives the daemon's checks (e.g. ``{"ami": True}``), to which ``/healthz`` adds one."""
+    gives the daemon's checks (e.g. ``{"ami": True}``), to which ``/healthz`` adds one.
+    With ``metrics``, ``GET /metrics`` serves them (token required, as everything but
+    ``/healthz``: Prometheus sends it with ``authorization: credentials_file``)."""
     token = settings.api.token
     if token is None:  # Settings refuses this already; an API without a token is never served
         raise ConfigError("[api].token: required")
@@ -88,6 +95,9 @@ def create_app(
     api_batches.add_routes(router)
     router.add_get("/openapi.json", openapi)
     router.add_post("/wake", wake_up)
+    if metrics is not None:
+        app[METRICS] = metrics
+        router.add_get("/metrics", metrics_text)
     app[SPEC] = build_spec(_version())
     return app
 
@@ -166,3 +176,14 @@ async def cancel_execution(request: web.Request) -> web.Response:
 
 async def openapi(request: web.Request) -> web.Response:
     return web.json_response(request.app[SPEC])
+
+
+async def metrics_text(request: web.Request) -> web.Response:
+    """Prometheus text format. The database gauges are read now; a writer busy past
+    ``HEALTH_TIMEOUT_S`` leaves their last values (a scrape must not hang on a commit)."""
+    ctx, metrics = context(request), request.app[METRICS]
+    try:
+        metrics.refresh(await asyncio.wait_for(ctx.writer(store_status.gauges), HEALTH_TIMEOUT_S))
+    except TimeoutError:
+        log.warning("metrics: database busy, served the last gauge values")
+    return web.Response(body=metrics.exposition(), headers={"Content-Type": CONTENT_TYPE})

@@ -10,25 +10,22 @@ from __future__ import annotations
 
 import argparse
 import os
-import stat
 import sys
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
-from typing import Literal, NoReturn
+from typing import NoReturn
 
 import pydantic
 
-from . import cli_call, cli_calls, cli_run, cli_webhooks
-from .config import Settings, config_path, split_listen
-from .config_sections import WEEKDAYS
+from . import cli_call, cli_calls, cli_run, cli_status, cli_webhooks, doctor
+from .config import Settings, config_path
 from .core.execution import iso
 from .core.models import VOICEMAIL, RetryableStatus, RetryConfig, normalize_number
 from .core.policy import Rules, preview
 from .core.windows import recipient_zone
-from .errors import AutoretryError, ConfigError, ValidationError
+from .errors import AutoretryError, ValidationError
 from .store import Store
 
 PROG = "autoretry"
@@ -70,8 +67,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     check = commands.add_parser(
         "check-config",
-        help="validate the config file and report each check",
-        description="Parse the config and print one line per check; exit 1 if one fails.",
+        help="check the config, the spool, AMI, the dialplan and the webhook URL",
+        description="Parse the config, then log in to AMI (may originate? receives the "
+        "events we need? do the targets' contexts exist?), check the spool directory and "
+        "post a signed test event to the webhook URL. One line per check: ok, warn, or "
+        "FAIL with how to fix it; exit 1 if one fails.",
+    )
+    check.add_argument(
+        "--offline",
+        action="store_true",
+        help="skip the AMI and webhook checks (before Asterisk is up)",
     )
     check.set_defaults(func=cmd_check_config)
 
@@ -79,6 +84,7 @@ def build_parser() -> argparse.ArgumentParser:
     cli_calls.add_parser(commands, _settings)
     cli_webhooks.add_parser(commands, _settings)
     cli_run.add_parser(commands, _settings)
+    cli_status.add_parser(commands, _settings)
 
     pre = commands.add_parser(
         "preview",
@@ -186,65 +192,11 @@ def cmd_migrate(args: argparse.Namespace) -> int:
 
 
 # ---- check-config ---------------------------------------------------------------------
-@dataclass(frozen=True, slots=True)
-class Check:
-    level: Literal["ok", "warn", "FAIL"]
-    name: str
-    detail: str
-
-    def __str__(self) -> str:
-        return f"{self.level} {self.name}: {self.detail}"
-
-
-def run_checks(path: Path, environ: Mapping[str, str]) -> list[Check]:
-    """Each check is one line; later the doctor adds AMI, spool and dialplan probes."""
-    try:
-        settings = Settings.load(path, environ)
-    except ConfigError as exc:
-        return [Check("FAIL", "config", str(exc))]
-    checks = [Check("ok", "config", str(path))]
-    names = ", ".join(settings.targets)
-    checks.append(Check("ok", "targets", f"{len(settings.targets)} ({names})"))
-    d = settings.dialer
-    how = f"{d.method} via {d.channel}, {d.max_concurrent} at once, {d.max_cps:g}/s"
-    checks.append(Check("ok", "dialer", how))
-    if d.method == "callfile":
-        outgoing = d.spool_dir / "outgoing"
-        ok = outgoing.is_dir() and os.access(outgoing, os.W_OK)
-        detail = f"{outgoing} is writable" if ok else f"{outgoing} is missing or not writable"
-        checks.append(Check("ok" if ok else "FAIL", "spool", detail))
-    db_dir = settings.database.path.parent
-    ok = db_dir.is_dir() and os.access(db_dir, os.W_OK)
-    detail = str(settings.database.path) + ("" if ok else f": {db_dir} is not a writable dir")
-    checks.append(Check("ok" if ok else "FAIL", "database", detail))
-    hours = settings.calling_hours
-    window = "none (any time)"
-    if hours is not None:
-        days = " ".join(WEEKDAYS[d] for d in sorted(hours.weekdays))
-        window = f"{hours.window().describe()} {days}, default zone {hours.default_timezone}"
-    checks.append(Check("ok", "calling hours", window))
-    checks.append(Check("ok", "webhooks", settings.webhooks.url or "no default URL"))
-    host, port = split_listen(settings.api.listen)
-    exposed = host not in ("127.0.0.1", "::1", "localhost")
-    api = f"{host}:{port}" + (" (not loopback: put TLS in front)" if exposed else "")
-    checks.append(Check("warn" if exposed else "ok", "api", api))
-    checks.append(_secrets_check(path))
-    return checks
-
-
-def _secrets_check(path: Path) -> Check:
-    text = path.read_text(errors="replace")
-    in_file = any(line.strip().startswith(("secret", "token")) for line in text.splitlines())
-    mode = stat.S_IMODE(path.stat().st_mode)
-    if in_file and mode & 0o077:
-        return Check("warn", "secrets", f"{path} holds secrets and is mode {mode:o}: chmod 600")
-    return Check("ok", "secrets", "not in the file" if not in_file else f"{path} is private")
-
-
 def cmd_check_config(args: argparse.Namespace) -> int:
-    checks = run_checks(config_path(args.config, os.environ), os.environ)
+    path = config_path(args.config, os.environ)
+    checks = doctor.run_checks(path, os.environ, offline=args.offline)
     for check in checks:
-        print(check)
+        print(check, flush=True)
     failed = sum(c.level == "FAIL" for c in checks)
     return _fail(f"{failed} check(s) failed", 1) if failed else 0
 

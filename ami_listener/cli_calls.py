@@ -4,17 +4,19 @@ from __future__ import annotations
 
 import argparse
 import json
-from collections.abc import Callable
-from datetime import UTC, datetime
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from . import store_status
 from .config import Settings
 from .core.execution import iso
 from .core.lifecycle import Cancel, advance
 from .core.models import Attempt, Call, CallStatus
 from .errors import IllegalTransition, NotFound, StoreError
 from .nudge import nudge_daemon
-from .store import Store
+from .store import OutboxEvent, Store
+from .webhooks import NO_URL
 
 LoadSettings = Callable[[argparse.Namespace], Settings]
 
@@ -99,13 +101,14 @@ def cmd_show(args: argparse.Namespace, settings: Settings) -> int:
             call = store.get_call(args.call_id)
         except NotFound:
             raise NotFound(f"no call {args.call_id}") from None
-    for line in timeline(call):
+        events = store_status.call_events(store, call.id)
+    for line in timeline(call, events):
         print(line)
     return 0
 
 
-def timeline(call: Call) -> list[str]:
-    """A call as lines a person reads top to bottom."""
+def timeline(call: Call, events: Sequence[OutboxEvent] = ()) -> list[str]:
+    """A call as lines a person reads top to bottom; ``events``: its webhook events."""
     lines = [
         f"call {call.id}: {call.target} -> {call.to_number}"
         + (f" (from {call.from_number})" if call.from_number else ""),
@@ -130,6 +133,30 @@ def timeline(call: Call) -> list[str]:
         lines.append("  no attempts yet")
     for attempt in call.attempts:
         lines.extend(_attempt_lines(attempt))
+    lines.extend(_webhook_lines(events))
+    return lines
+
+
+def _took(delta: timedelta) -> str:
+    return f"{delta.total_seconds():.1f} s" if delta < timedelta(minutes=2) else f"{delta}"
+
+
+def _webhook_lines(events: Sequence[OutboxEvent]) -> list[str]:
+    """One summary line; then each event not (yet) delivered, with why."""
+    if not events:
+        return []
+    states = {state: sum(e.state == state for e in events) for state in ("delivered", "pending")}
+    states["dead"] = len(events) - sum(states.values())
+    summary = ", ".join(f"{n} {state}" for state, n in states.items() if n)
+    unsent = all(e.state == "delivered" and e.last_error == NO_URL for e in events)
+    lines = [
+        f"  webhooks   {len(events)} events: "
+        + ("none sent (no webhook URL)" if unsent else summary)
+    ]
+    for e in events:
+        if e.state != "delivered":
+            error = f": {e.last_error}" if e.last_error else ""
+            lines.append(f"    {e.id}  {e.status}  {e.state}, {e.attempts} tries{error}")
     return lines
 
 
@@ -137,7 +164,13 @@ def _attempt_lines(a: Attempt) -> list[str]:
     span = iso(a.started_at) or "-"
     if a.ended_at is not None:
         span += f" .. {iso(a.ended_at)}"
-    lines = [f"  attempt {a.number}  {span}  {a.status.value}"]
+    took = f"  ({_took(a.ended_at - a.started_at)})" if a.ended_at is not None else ""
+    lines = [f"  attempt {a.number}  {span}  {a.status.value}{took}"]
+    if a.answered_at is not None:
+        answered = f"{iso(a.answered_at)} (after {_took(a.answered_at - a.started_at)})"
+        lines.append(
+            f"    answered  {answered}" + (", voicemail" if a.answered_by_voice_mail else "")
+        )
     facts = []
     if a.cause is not None:
         facts.append(f"Q.850 {a.cause}" + (f" ({a.cause_txt})" if a.cause_txt else ""))

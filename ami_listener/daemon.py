@@ -22,6 +22,7 @@ from .api import create_app, serve_api
 from .config import Settings
 from .engine import ChangeHook, Engine
 from .fastagi import FastAgiServer
+from .metrics import Metrics
 from .scheduler import Scheduler
 from .webhooks import WebhookSender
 from .writer import Writer
@@ -50,7 +51,10 @@ async def run(
     on_change: ChangeHook | None = None,
     first_backoff_s: float = 1.0,
     api: bool = True,
+    metrics: Metrics | None = None,
 ) -> None:
+    """``metrics``: pass one to read the counters from a test; by default a new one."""
+    metrics = Metrics() if metrics is None else metrics
     async with contextlib.AsyncExitStack() as stack:
         writer = await stack.enter_async_context(
             Writer(settings.database.path, synchronous=settings.database.synchronous)
@@ -61,7 +65,9 @@ async def run(
             for waker in wakers:
                 waker()
 
-        sender = WebhookSender(writer, settings.webhooks, clock=clock, rng=random.random)
+        sender = WebhookSender(
+            writer, settings.webhooks, clock=clock, rng=random.random, metrics=metrics
+        )
         wakers.append(sender.wake)
         engine = Engine(
             settings,
@@ -73,6 +79,7 @@ async def run(
             on_change=on_change,
             new_id=new_id,
             wake_outbox=sender.wake,
+            metrics=metrics,
         )
         ami = AmiClient(
             settings.ami,
@@ -80,6 +87,7 @@ async def run(
             on_event=engine.on_ami_event,
             on_ready=engine.on_ready,
             first_backoff_s=first_backoff_s,
+            metrics=metrics,
         )
         engine.ami = ami
         scheduler = Scheduler(
@@ -93,6 +101,7 @@ async def run(
             # Call-file outcomes come from AMI events too: never dial blind.
             ready=lambda: ami.ready,
             on_change=engine.changed,
+            metrics=metrics,
         )
         wakers.append(scheduler.wake)
         if api:
@@ -103,10 +112,10 @@ async def run(
                 new_id=new_id,
                 wake=wake,
                 health=lambda: {"ami": ami.ready},
+                metrics=metrics,
             )
             runner = await serve_api(app, settings.api.listen)
             stack.push_async_callback(runner.cleanup)
-            log.info("API listening on %s", settings.api.listen)
         if settings.agi.fastagi:
             await stack.enter_async_context(FastAgiServer(settings.agi, settings.targets))
 

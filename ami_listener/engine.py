@@ -29,6 +29,7 @@ from .core.models import Attempt, Call, OutcomeStatus
 from .core.outcomes import AttemptFacts, Outcome, classify
 from .errors import AmiError, IllegalTransition, NotFound, ValidationError
 from .manage import call_from_manage_event
+from .metrics import Metrics
 from .spool import SpoolError, write_callfile
 from .store import Store
 from .writer import Writer
@@ -66,8 +67,10 @@ class Engine:
         on_change: ChangeHook | None = None,
         new_id: Callable[[], str] = lambda: uuid.uuid4().hex,
         wake_outbox: Callable[[], None] = lambda: None,
+        metrics: Metrics | None = None,
     ) -> None:
         self._settings = settings
+        self._metrics = metrics
         self._writer = writer
         self.ami = ami
         self._clock = clock
@@ -155,6 +158,9 @@ class Engine:
         )
         if created:
             log.info("call %s: handed over by the dialplan (%s)", stored.id, msg.get("PROFILE"))
+            if self._metrics is not None and stored.last_attempt is not None:
+                retried = any(isinstance(e, Schedule) for e in effects)
+                self._metrics.attempt_ended(stored.last_attempt, retried=retried)
             self.changed(stored, effects)
 
     def _outcome(self, call_id: str, update: tracked.Finished) -> Outcome:
@@ -188,6 +194,10 @@ class Engine:
         except (IllegalTransition, NotFound) as exc:
             log.info("call %s: %s ignored: %s", call_id, type(event).__name__, exc)
             return None
+        if self._metrics is not None and isinstance(event, lifecycle.AttemptEnded):
+            ended = next(a for a in call.attempts if a.id == event.attempt_id)
+            retried = any(isinstance(e, Schedule) for e in effects)
+            self._metrics.attempt_ended(ended, retried=retried)
         self.changed(call, effects)
         return call
 

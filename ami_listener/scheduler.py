@@ -15,11 +15,13 @@ import logging
 import math
 from collections.abc import Callable, Coroutine
 from datetime import datetime
+from functools import partial
 from typing import Any
 
 from .core.lifecycle import Dial, Dispatch, Effect, advance
 from .core.models import Attempt, Call
 from .core.policy import Rules
+from .metrics import Metrics
 from .store import Store
 from .writer import Writer
 
@@ -62,8 +64,10 @@ class Scheduler:
         new_id: Callable[[], str],
         ready: Callable[[], bool] = lambda: True,
         on_change: Callable[[Call, tuple[Effect, ...]], None] = lambda call, effects: None,
+        metrics: Metrics | None = None,
     ) -> None:
         self._writer = writer
+        self._metrics = metrics
         self._dial = dial
         self._rules = rules
         self._max_concurrent = max_concurrent
@@ -115,8 +119,9 @@ class Scheduler:
         if tokens <= 0:
             return self._bucket.wait_s()
         now = self._clock()
+        due: dict[str, datetime] = {}  # call id -> its due time before the claim (dial lag)
         claimed = await self._writer(
-            lambda store: store.claim_due(now, min(free, tokens), self._dispatch(now))
+            lambda store: store.claim_due(now, min(free, tokens), self._dispatch(now, due))
         )
         dialled = 0
         for call, effects in claimed:
@@ -124,6 +129,8 @@ class Scheduler:
             for effect in effects:
                 if isinstance(effect, Dial):
                     dialled += 1
+                    if self._metrics is not None and call.id in due:
+                        self._metrics.dialled(due[call.id], effect.attempt.started_at)
                     self._start_dial(call, effect.attempt)
         self._bucket.take(dialled)
         if claimed:
@@ -133,8 +140,14 @@ class Scheduler:
             return MAX_SLEEP_S
         return min(MAX_SLEEP_S, max(0.0, (next_due - self._clock()).total_seconds()))
 
-    def _dispatch(self, now: datetime) -> Callable[[Call], tuple[Call, tuple[Effect, ...]]]:
+    def _dispatch(
+        self, now: datetime, due: dict[str, datetime] | None = None
+    ) -> Callable[[Call], tuple[Call, tuple[Effect, ...]]]:
         def fn(call: Call) -> tuple[Call, tuple[Effect, ...]]:
+            # The claimed call no longer carries its due time (a dialled call has none):
+            # note it here, in the claim, for the dial-lag histogram.
+            if due is not None and call.scheduled_at is not None:
+                due[call.id] = call.scheduled_at
             return advance(call, Dispatch(now, self._new_id()), self._rules)
 
         return fn
@@ -144,9 +157,9 @@ class Scheduler:
         # claim; the attempt is already committed as `dialing` (invariant 2).
         task = asyncio.create_task(self._dial(call, attempt), name=f"dial-{attempt.id}")
         self._dials.add(task)
-        task.add_done_callback(self._dial_done)
+        task.add_done_callback(partial(self._dial_done, call.id, attempt.number))
 
-    def _dial_done(self, task: asyncio.Task[None]) -> None:
+    def _dial_done(self, call_id: str, number: int, task: asyncio.Task[None]) -> None:
         self._dials.discard(task)
         if not task.cancelled() and task.exception() is not None:
-            log.error("dial task failed: %r", task.exception())
+            log.error("call %s attempt %s: dial task failed: %r", call_id, number, task.exception())

@@ -13,6 +13,7 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
+from ami_listener import sim_commands
 from ami_listener.sim_channels import UNKNOWN, core_show_channel
 from ami_listener.sim_wire import Message, Session, get, get_all, parse_event_mask
 
@@ -76,6 +77,9 @@ async def handle(sim: Simulator, session: Session, message: Message) -> bool:
             )
             reply(session, message, "Error", text)
             return True
+        if session.authenticated and not sim_commands.may_run(sim.write, name):
+            reply(session, message, "Error", "Permission denied")  # manager.c process_message
+            return True
         return await handler(sim, session, message)
     finally:
         for event in pending:
@@ -93,6 +97,7 @@ async def login(sim: Simulator, session: Session, message: Message) -> bool:
         reply(session, message, "Error", "Authentication failed")
         return False  # Asterisk ends the session after a failed login
     session.authenticated, session.username = True, sim.username
+    session.readable = None if sim.read == sim_commands.ALL else sim.read
     session.event_mask = parse_event_mask(get(message, "Events", "on"))
     reply(session, message, "Success", "Authentication accepted")
     sim.notify()  # a test may be waiting for a client to log in
@@ -272,6 +277,29 @@ async def user_event(sim: Simulator, session: Session, message: Message) -> bool
     return True
 
 
+async def list_commands(sim: Simulator, session: Session, message: Message) -> bool:
+    """Every action this user may run; no Message header (manager.c astman_start_ack)."""
+    reply(session, message, "Success", None, sim_commands.list_commands(sim.write))
+    return True
+
+
+async def command(sim: Simulator, session: Session, message: Message) -> bool:
+    """A CLI command; its output comes back as one ``Output:`` header per line."""
+    cli = get(message, "Command")
+    if not cli:
+        reply(session, message, "Error", "No command provided")
+        return True
+    if sim_commands.blacklisted(cli):
+        reply(session, message, "Error", "Command blacklisted")
+        return True
+    ok, lines = sim_commands.run_cli(
+        cli, username=sim.username, read=sim.read, write=sim.write, contexts=sim.contexts
+    )
+    output = [("Output", line) for line in lines]
+    reply(session, message, "Success" if ok else "Error", "Command output follows", output)
+    return True
+
+
 HANDLERS: dict[str, Handler] = {
     "login": login,
     "logoff": logoff,
@@ -282,4 +310,6 @@ HANDLERS: dict[str, Handler] = {
     "coreshowchannels": core_show_channels,
     "originate": originate,
     "userevent": user_event,
+    "listcommands": list_commands,
+    "command": command,
 }

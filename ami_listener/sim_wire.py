@@ -140,6 +140,8 @@ class Session:
     authenticated: bool = False
     username: str = ""
     event_mask: frozenset[str] | None = None
+    readable: frozenset[str] | None = None
+    """The user's ``read =`` classes (None: all); Asterisk drops other events silently."""
     filters: EventFilter = field(default_factory=EventFilter)
     deferred: list[Message] = field(default_factory=list)
     """Events held back until after the next action reply (README point 11)."""
@@ -156,6 +158,8 @@ class Session:
         if not self.authenticated or self.closed:
             return False
         if self.event_mask is not None and event_class(event) not in self.event_mask:
+            return False
+        if self.readable is not None and event_class(event) not in self.readable:
             return False
         return self.filters.allows(event_text(event))
 

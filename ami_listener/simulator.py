@@ -1,7 +1,9 @@
 """An AMI server that behaves like Asterisk 20, for tests and ``autoretry demo``.
 
 It speaks AMI over TCP (banner, Login, Logoff, Ping, Events, Filter, Originate async and
-sync, Hangup, CoreShowChannels) and, given ``spool_dir``, plays call files like pbx_spool.
+sync, Hangup, CoreShowChannels, UserEvent, ListCommands, Command with a few CLI commands)
+as one manager user with ``read``/``write`` classes, and, given ``spool_dir``, plays call
+files like pbx_spool.
 It knows nothing of our daemon beyond the AMI protocol and call files. Event names,
 fields, causes and orders follow the recordings in ``shared/asterisk/transcripts/``.
 
@@ -26,14 +28,14 @@ import random
 import re
 import time
 from collections import Counter
-from collections.abc import Callable, Coroutine, Mapping
+from collections.abc import Callable, Collection, Coroutine, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from ami_listener import sim_actions
+from ami_listener import sim_actions, sim_commands
 from ami_listener.sim_calls import AmdHeaders, CallRun, CallSpec, Item, Reply, default_amd_headers
 from ami_listener.sim_channels import Channel
 from ami_listener.sim_local import LocalCall
@@ -79,6 +81,9 @@ class Simulator:
         amd_headers: AmdHeaders = default_amd_headers,
         inherit_varset: bool = True,
         spool_poll_s: float = 0.01,
+        read: str = "all",
+        write: str = "all",
+        contexts: Collection[str] | None = None,
     ) -> None:
         self.username, self.secret = username, secret
         self.host, self.port = host, port
@@ -88,6 +93,10 @@ class Simulator:
         self.ring_s, self.answer_hold_s, self.amd_s = ring_s, answer_hold_s, amd_s
         self.script = {k: [Behaviour(b) for b in v] for k, v in (script or {}).items()}
         self.allow_filter = allow_filter
+        # manager.conf ``read =`` / ``write =`` of the one user, and the dialplan's context
+        # names for ``dialplan show`` (None: every context exists).
+        self.read, self.write = sim_commands.parse_perms(read), sim_commands.parse_perms(write)
+        self.contexts = frozenset(contexts) if contexts is not None else None
         self.tech_cause = tech_cause
         self.trunk, self.trunk_context = trunk, trunk_context
         self.unregistered = unregistered

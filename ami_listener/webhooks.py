@@ -44,6 +44,7 @@ from urllib.parse import urlsplit
 import aiohttp
 
 from .config_sections import WebhooksSettings
+from .metrics import Metrics
 from .store import OutboxEvent, Store
 from .store_outbox import Settlement
 from .webhooks_sign import SIGNATURE_HEADER, sign, verify
@@ -130,8 +131,10 @@ class WebhookSender:
         session: aiohttp.ClientSession | None = None,
         on_settled: OnSettled | None = None,
         poll_s: float = POLL_S,
+        metrics: Metrics | None = None,
     ) -> None:
         self._writer = writer
+        self._metrics = metrics
         self._settings = settings
         self._clock = clock
         self._rng = rng
@@ -315,6 +318,8 @@ class WebhookSender:
             else:
                 self.failed += 1
                 self.dead += result.state == "dead"
+            if self._metrics is not None:
+                self._metrics.webhook_settled(result.state, result.attempted)
             if self._on_settled is not None:
                 self._on_settled(result)
 

@@ -3,6 +3,8 @@ subprocesses of the installed console script."""
 
 from __future__ import annotations
 
+import os
+import pwd
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -20,6 +22,7 @@ from ami_listener.store import Store
 from .test_config import ISSUE_TOML, SECRETS
 
 AUTORETRY = Path(sys.executable).parent / "autoretry"
+ME = pwd.getpwuid(os.geteuid()).pw_name
 T0 = datetime(2026, 1, 26, 10, 0, tzinfo=UTC)
 RETRY = '{"enabled": true, "max_retries": 3, "retry_intervals_minutes": [30, 60, 120]}'
 
@@ -131,7 +134,8 @@ def test_usage_errors_exit_2_with_one_line(
 
 # ---- check-config -----------------------------------------------------------------------
 def test_check_config_ok(capsys: pytest.CaptureFixture[str], conf: Path) -> None:
-    code, out, _ = run(capsys, "check-config")  # found as ./autoretry.toml
+    # --offline: no Asterisk here (tests/adapters/test_doctor.py runs the network checks)
+    code, out, _ = run(capsys, "check-config", "--offline")  # found as ./autoretry.toml
     assert code == 0
     lines = out.splitlines()
     assert lines[0] == f"ok config: {conf.name}"
@@ -140,6 +144,8 @@ def test_check_config_ok(capsys: pytest.CaptureFixture[str], conf: Path) -> None
     assert f"ok database: {conf.parent / 'autoretry.db'}" in lines
     assert "ok calling hours: none (any time)" in lines
     assert f"ok secrets: {conf.name} is private" in lines
+    assert "ok webhooks: https://example.test (not posted: --offline)" in lines
+    assert not any(line.split(" ", 2)[1] in ("ami:", "dialplan:") for line in lines)
     assert all(line.split(" ", 1)[0] in {"ok", "warn", "FAIL"} for line in lines)
     for secret in SECRETS:
         assert secret not in out
@@ -149,7 +155,7 @@ def test_check_config_warns_about_readable_secrets(
     capsys: pytest.CaptureFixture[str], conf: Path
 ) -> None:
     conf.chmod(0o644)
-    code, out, _ = run(capsys, "--config", str(conf), "check-config")
+    code, out, _ = run(capsys, "--config", str(conf), "check-config", "--offline")
     assert code == 0
     assert f"warn secrets: {conf} holds secrets and is mode 644: chmod 600" in out
 
@@ -159,7 +165,7 @@ def test_check_config_fails_on_bad_config(
 ) -> None:
     conf.write_text(ISSUE_TOML.replace("max_cps = 5", "max_cps = 0"))
     monkeypatch.setenv("AUTORETRY_CONFIG", str(conf))
-    code, out, err = run(capsys, "check-config")
+    code, out, err = run(capsys, "check-config")  # the network is not tried
     assert (code, err) == (1, "autoretry: 1 check(s) failed\n")
     assert out.strip() == f"FAIL config: {conf}: [dialer].max_cps: must be > 0"
 
@@ -168,13 +174,17 @@ def test_check_config_fails_on_missing_spool(
     capsys: pytest.CaptureFixture[str], conf: Path, tmp_path: Path
 ) -> None:
     text = ISSUE_TOML.replace('"originate"', '"callfile"')
-    conf.write_text(text.replace('"/var/spool/asterisk"', f'"{tmp_path}/spool"'))
-    code, out, _ = run(capsys, "check-config")
+    text = text.replace('"/var/spool/asterisk"', f'"{tmp_path}/spool"')
+    conf.write_text(text.replace("max_cps = 5", f'max_cps = 5\nasterisk_user = "{ME}"'))
+    code, out, _ = run(capsys, "check-config", "--offline")
     assert code == 1
-    assert f"FAIL spool: {tmp_path}/spool/outgoing is missing or not writable" in out
-    (tmp_path / "spool" / "outgoing").mkdir(parents=True)
-    code, out, _ = run(capsys, "check-config")
-    assert code == 0 and f"ok spool: {tmp_path}/spool/outgoing is writable" in out
+    spool = tmp_path / "spool"
+    assert f"FAIL spool: {spool}/tmp and {spool}/outgoing missing: mkdir -p " in out
+    (spool / "outgoing").mkdir(parents=True)
+    (spool / "tmp").mkdir()
+    code, out, _ = run(capsys, "check-config", "--offline")
+    assert code == 0, out
+    assert f"ok spool: {spool}/outgoing and {spool}/tmp on one filesystem" in out
 
 
 def test_missing_config_is_one_line(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
