@@ -9,13 +9,14 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from . import store_status
+from .cli_table import open_existing, positive, print_table
 from .config import Settings
 from .core.execution import iso
 from .core.lifecycle import Cancel, advance
 from .core.models import Attempt, Call, CallStatus
-from .errors import IllegalTransition, NotFound, StoreError
+from .errors import IllegalTransition, NotFound
 from .nudge import nudge_daemon
-from .store import OutboxEvent, Store
+from .store import OutboxEvent
 from .webhooks import NO_URL
 
 LoadSettings = Callable[[argparse.Namespace], Settings]
@@ -32,7 +33,7 @@ def add_parser(commands: Any, load_settings: LoadSettings) -> None:
 
     ls = sub.add_parser("list", help="list calls, newest first", description="List calls.")
     ls.add_argument("--status", choices=[s.value for s in CallStatus], help="only this status")
-    ls.add_argument("--limit", type=_positive, default=50, metavar="N", help="default 50")
+    ls.add_argument("--limit", type=positive, default=50, metavar="N", help="default 50")
     ls.set_defaults(func=lambda args: cmd_list(args, load_settings(args)))
 
     show = sub.add_parser(
@@ -55,21 +56,8 @@ def add_parser(commands: Any, load_settings: LoadSettings) -> None:
     cancel.set_defaults(func=lambda args: cmd_cancel(args, load_settings(args)))
 
 
-def _positive(text: str) -> int:
-    if not text.isdigit() or int(text) < 1:
-        raise argparse.ArgumentTypeError(f"must be a whole number >= 1, got {text!r}")
-    return int(text)
-
-
-def _open(settings: Settings) -> Store:
-    path = settings.database.path
-    if not path.exists():  # reading must not create an empty database somewhere
-        raise StoreError(f"no database at {path} (run 'autoretry migrate' first)")
-    return Store.open(path, synchronous=settings.database.synchronous)
-
-
 def cmd_list(args: argparse.Namespace, settings: Settings) -> int:
-    with _open(settings) as store:
+    with open_existing(settings) as store:
         calls = store.list_calls(status=args.status, limit=args.limit)
     if not calls:
         print("no calls" + (f" with status {args.status}" if args.status else ""))
@@ -87,16 +75,12 @@ def cmd_list(args: argparse.Namespace, settings: Settings) -> int:
                 iso(call.updated_at) or "-",
             )
         )
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    for row in rows:
-        print(
-            "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
-        )
+    print_table(rows)
     return 0
 
 
 def cmd_show(args: argparse.Namespace, settings: Settings) -> int:
-    with _open(settings) as store:
+    with open_existing(settings) as store:
         try:
             call = store.get_call(args.call_id)
         except NotFound:
@@ -193,7 +177,7 @@ def _attempt_lines(a: Attempt) -> list[str]:
 
 def cmd_cancel(args: argparse.Namespace, settings: Settings) -> int:
     event = Cancel(at=datetime.now(UTC), status=CallStatus.CANCELED, reason=args.reason)
-    with _open(settings) as store:
+    with open_existing(settings) as store:
         try:
             call, _ = store.transition(args.call_id, lambda c: advance(c, event))
         except NotFound:

@@ -19,6 +19,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from . import store_status
+from .cli_table import positive
 from .config import Settings, split_listen
 from .core.execution import iso
 from .errors import StoreError
@@ -42,15 +43,9 @@ def add_parser(commands: Any, load_settings: LoadSettings) -> None:
         "attempts, and the webhook outbox. Exit 1 if the daemon is down or unhealthy.",
     )
     status.add_argument(
-        "--errors", type=_positive, default=5, metavar="N", help="latest errors shown (5)"
+        "--errors", type=positive, default=5, metavar="N", help="latest errors shown (5)"
     )
     status.set_defaults(func=lambda args: cmd_status(args, load_settings(args)))
-
-
-def _positive(text: str) -> int:
-    if not text.isdigit() or int(text) < 1:
-        raise argparse.ArgumentTypeError(f"must be a whole number >= 1, got {text!r}")
-    return int(text)
 
 
 # ---- the two sources --------------------------------------------------------------------

@@ -10,11 +10,11 @@ import argparse
 from collections.abc import Callable
 from typing import Any
 
+from .cli_table import open_existing, positive, print_table
 from .config import Settings
 from .core.execution import iso
-from .errors import IllegalTransition, NotFound, StoreError, ValidationError
+from .errors import IllegalTransition, NotFound, ValidationError
 from .nudge import nudge_daemon
-from .store import Store
 from .store_outbox import parse_event_id
 
 LoadSettings = Callable[[argparse.Namespace], Settings]
@@ -37,7 +37,7 @@ def add_parser(commands: Any, load_settings: LoadSettings) -> None:
         description="One line per event: id, call, status, state, attempts, last error.",
     )
     ls.add_argument("--state", choices=STATES, help="only events in this state")
-    ls.add_argument("--limit", type=_positive, default=100, metavar="N", help="default 100")
+    ls.add_argument("--limit", type=positive, default=100, metavar="N", help="default 100")
     ls.set_defaults(func=lambda args: cmd_list(args, load_settings(args)))
 
     replay = sub.add_parser(
@@ -51,21 +51,8 @@ def add_parser(commands: Any, load_settings: LoadSettings) -> None:
     replay.set_defaults(func=lambda args: cmd_replay(args, load_settings(args)))
 
 
-def _positive(text: str) -> int:
-    if not text.isdigit() or int(text) < 1:
-        raise argparse.ArgumentTypeError(f"must be a whole number >= 1, got {text!r}")
-    return int(text)
-
-
-def _open(settings: Settings) -> Store:
-    path = settings.database.path
-    if not path.exists():  # reading must not create an empty database somewhere
-        raise StoreError(f"no database at {path} (run 'autoretry migrate' first)")
-    return Store.open(path, synchronous=settings.database.synchronous)
-
-
 def cmd_list(args: argparse.Namespace, settings: Settings) -> int:
-    with _open(settings) as store:
+    with open_existing(settings) as store:
         events = store.outbox_list(state=args.state, limit=args.limit)
     if not events:
         print("no webhook events" + (f" in state {args.state}" if args.state else ""))
@@ -75,10 +62,7 @@ def cmd_list(args: argparse.Namespace, settings: Settings) -> int:
         next_try = (iso(e.next_at) or "-") if e.state == "pending" else "-"
         error = " ".join((e.last_error or "-").split())  # one line per event, always
         rows.append((e.id, e.call_id, e.status, e.state, str(e.attempts), next_try, error))
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
-    for row in rows:
-        cells = [cell.ljust(width) for cell, width in zip(row, widths, strict=False)]
-        print("  ".join([*cells, row[-1]]).rstrip())
+    print_table(rows)
     return 0
 
 
@@ -89,7 +73,7 @@ def cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
     bad = [i for i in ids if parse_event_id(i) is None]
     if bad:
         raise NotFound(f"not an event id: {', '.join(bad)} (ids look like evt_12_<call id>)")
-    with _open(settings) as store:
+    with open_existing(settings) as store:
         if args.all_dead:
             count = store.outbox_replay(None)
         else:
