@@ -12,14 +12,15 @@ in another thread than the one using it. It keeps the calls it last wrote in mem
 hands them to the next transition instead of reading them back: valid because
 ``PRAGMA data_version`` (read once per transaction, under its lock) changes whenever
 another connection commits, and then the memory is dropped. Writes through ``self.db``
-itself bypass this; the store's methods are the way to write.
+itself bypass this; the store's methods are the way to write. It also keeps each call's
+payload text that state changes leave alone (``core.execution.ExecutionJson``), so an
+outbox event is pieced together rather than encoded whole.
 """
 
 # ruff: noqa: S608 -- SQL text here is built only from module constants and enum values;
 # every value from outside goes through ``?`` parameters.
 from __future__ import annotations
 
-import json
 import sqlite3
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
@@ -27,22 +28,23 @@ from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Self, TypeVar
+from typing import Any, NoReturn, Self, TypeVar
 
 from sqlite_utils import Database
 
 from . import store_outbox as ob
-from .core.execution import execution_object
+from .core.execution import ExecutionJson
 from .core.lifecycle import Effect, Notify
 from .core.models import FINAL_STATUSES, Call, RetryConfig
 from .errors import ConfigError, NotFound, StoreError
 from .store_outbox import OutboxEvent, OutboxStore
 from .store_rows import (
-    ATTEMPTS,
     INSERT_CALL,
     SELECT_ATTEMPTS,
     SELECT_CALL,
     Configs,
+    Stamps,
+    attempt_rows,
     call_of,
     call_rows,
     dt_or_none,
@@ -56,7 +58,6 @@ _PENDING_IN, _LIVE_IN = PENDING_IN, LIVE_IN  # the names tests and older callers
 T = TypeVar("T")
 Fn = Callable[[Call], tuple[Call, Sequence[Effect]]]
 
-_JSON = json.JSONEncoder(separators=(",", ":"))  # built once: json.dumps(**kw) builds one per call
 _CACHE_MAX = 20_000  # calls kept in memory; the oldest written is dropped first
 
 
@@ -67,9 +68,12 @@ class Store(OutboxStore):
         self.db = db
         self._conn: sqlite3.Connection = db.conn
         self._configs = Configs()
-        self._calls = call_rows(self._configs)
+        self._ts = Stamps()
+        self._calls = call_rows(self._configs, self._ts)
+        self._attempts = attempt_rows(self._ts)
         self._cache: dict[str, Call] = {}  # as committed, valid while _version holds
         self._staged: dict[str, Call] = {}  # written by the open transaction
+        self._json = ExecutionJson()  # outbox payloads, from text kept per call
         self._version: int | None = None
 
     @classmethod
@@ -135,8 +139,19 @@ class Store(OutboxStore):
         return names
 
     # ---- transactions ---------------------------------------------------------------
+    # One transaction is _begin, the work, COMMIT, then _publish; _fail on any error.
+    # ``transition`` spells this out, the hot path; everything else uses ``_tx``.
     @contextmanager
     def _tx(self, begin: str = "BEGIN IMMEDIATE") -> Iterator[sqlite3.Connection]:
+        conn = self._begin(begin)
+        try:
+            yield conn
+            conn.execute("COMMIT")
+        except BaseException as exc:
+            self._fail(exc)
+        self._publish()
+
+    def _begin(self, begin: str) -> sqlite3.Connection:
         conn = self._conn
         try:
             conn.execute(begin)
@@ -149,28 +164,35 @@ class Store(OutboxStore):
         if version != self._version:
             self._cache.clear()
             self._version = version
+        return conn
+
+    def _fail(self, exc: BaseException) -> NoReturn:
+        """Roll back after ``exc`` and raise it (a sqlite3 error as a ``StoreError``)."""
+        conn = self._conn
+        self._staged.clear()
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        else:  # COMMIT itself failed: whether it landed is not ours to assume
+            self._cache.clear()
+        if isinstance(exc, sqlite3.Error):
+            raise StoreError(f"{type(exc).__name__}: {exc}") from exc
+        raise exc
+
+    def _publish(self) -> None:
+        """After a commit: remember the calls it wrote (final ones are forgotten)."""
         staged = self._staged
-        try:
-            yield conn
-            conn.execute("COMMIT")
-        except BaseException as exc:
-            staged.clear()
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            else:  # COMMIT itself failed: whether it landed is not ours to assume
-                self._cache.clear()
-            if isinstance(exc, sqlite3.Error):
-                raise StoreError(f"{type(exc).__name__}: {exc}") from exc
-            raise
-        if staged:
-            cache = self._cache
-            for call_id, call in staged.items():
-                cache.pop(call_id, None)
-                if call.status not in FINAL_STATUSES:  # a final call is not transitioned
-                    cache[call_id] = call
-            staged.clear()
-            while len(cache) > _CACHE_MAX:
-                del cache[next(iter(cache))]
+        if not staged:
+            return
+        cache = self._cache
+        for call_id, call in staged.items():
+            cache.pop(call_id, None)
+            if call.status in FINAL_STATUSES:  # a final call is not transitioned
+                self._json.forget(call_id)
+            else:
+                cache[call_id] = call
+        staged.clear()
+        while len(cache) > _CACHE_MAX:
+            del cache[next(iter(cache))]
 
     def _read(self) -> AbstractContextManager[sqlite3.Connection]:
         # A deferred transaction: one snapshot for a read that takes several statements.
@@ -205,8 +227,14 @@ class Store(OutboxStore):
 
         If ``fn`` raises, nothing is written and the exception propagates unchanged.
         """
-        with self._tx() as conn:
-            return self._apply(conn, self._current(conn, call_id), fn)
+        conn = self._begin("BEGIN IMMEDIATE")  # _tx by hand: this is the hot path
+        try:
+            done = self._apply(conn, self._current(conn, call_id), fn)
+            conn.execute("COMMIT")
+        except BaseException as exc:
+            self._fail(exc)
+        self._publish()
+        return done
 
     def claim_due(self, now: datetime, limit: int, fn: Fn) -> list[tuple[Call, tuple[Effect, ...]]]:
         """Apply ``fn`` to up to ``limit`` pending calls due at ``now``, oldest first; one tx.
@@ -319,39 +347,48 @@ class Store(OutboxStore):
     def _insert_call(self, conn: sqlite3.Connection, call: Call, key: str | None) -> None:
         conn.execute(INSERT_CALL, (*self._calls.values(call), key))
         for attempt in call.attempts:
-            conn.execute(ATTEMPTS.insert_sql, ATTEMPTS.values(attempt))
+            conn.execute(self._attempts.insert_sql, self._attempts.values(attempt))
         self._staged[call.id] = call
 
     def _apply(
         self, conn: sqlite3.Connection, old: Call, fn: Fn
     ) -> tuple[Call, tuple[Effect, ...]]:
         new, effects = fn(old)
-        effects = tuple(effects)
+        if type(effects) is not tuple:
+            effects = tuple(effects)
         if new.id != old.id:
             raise StoreError(f"transition of call {old.id} returned call {new.id}")
         if new is not old:
             update = self._calls.update(old, new)
             if update is not None:
                 conn.execute(*update)
-            self._write_attempts(conn, old, new)
+            if new.attempts is not old.attempts:
+                self._write_attempts(conn, old, new)
             self._staged[new.id] = new
-        self._write_effects(conn, new, effects)
+        if effects:
+            self._write_effects(conn, new, effects)
         return new, effects
 
     def _write_attempts(self, conn: sqlite3.Connection, old: Call, new: Call) -> None:
         olds, news = old.attempts, new.attempts
-        if [a.id for a in news[: len(olds)]] != [a.id for a in olds]:
-            dropped = {a.id for a in olds} - {a.id for a in news}
-            if dropped:
-                raise StoreError(f"transition of call {old.id} dropped attempts {sorted(dropped)}")
-            raise StoreError(f"transition of call {old.id} reordered its attempts")
         for was, attempt in zip(olds, news, strict=False):
             if was is not attempt:
-                update = ATTEMPTS.update(was, attempt)
+                if was.id != attempt.id:
+                    self._refuse(old, new)
+                update = self._attempts.update(was, attempt)
                 if update is not None:
                     conn.execute(*update)
+        if len(news) < len(olds):
+            self._refuse(old, new)
         for attempt in news[len(olds) :]:
-            conn.execute(ATTEMPTS.insert_sql, ATTEMPTS.values(attempt))
+            conn.execute(self._attempts.insert_sql, self._attempts.values(attempt))
+
+    @staticmethod
+    def _refuse(old: Call, new: Call) -> NoReturn:
+        dropped = {a.id for a in old.attempts} - {a.id for a in new.attempts}
+        if dropped:
+            raise StoreError(f"transition of call {old.id} dropped attempts {sorted(dropped)}")
+        raise StoreError(f"transition of call {old.id} reordered its attempts")
 
     def _write_effects(
         self, conn: sqlite3.Connection, call: Call, effects: Sequence[Effect]
@@ -362,6 +399,5 @@ class Store(OutboxStore):
                 # The snapshot carries the notified status, should one transition report
                 # two statuses (each event then says what it announces).
                 snap = call if effect.status == call.status else replace(call, status=effect.status)
-                payload = _JSON.encode(execution_object(snap))
-                at = at or ts(call.updated_at)
-                conn.execute(ob.INSERT, (call.id, effect.status.value, payload, at, at))
+                at = at or self._ts(call.updated_at)
+                conn.execute(ob.INSERT, (call.id, effect.status.value, self._json(snap), at, at))

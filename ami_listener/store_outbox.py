@@ -5,6 +5,21 @@ event commits and never reused (outbox rows are never deleted, so a new seq is a
 above every stored one); the call id, unique per call, keeps ids from two databases apart.
 So the id is stable once committed (what receivers de-duplicate on) and costs no column
 and no UNIQUE index: a lookup by id is a rowid lookup, checked against the call id.
+
+Finding what to deliver without an index entry per new event (the outcome commit would
+pay a page for it). Undelivered events are of two kinds:
+
+- ``new``: never tried. Every one has ``seq >= outbox_cursor.seq``, because an insert
+  always takes a seq above all stored ones and the cursor only moves past events that are
+  no longer new. Delivery reads the rowid range from the cursor on: the new events plus
+  those settled after the cursor's (a few, since events are tried about in seq order).
+- ``pending``: tried and due again at ``next_at``, or replayed; in the small partial
+  index ``outbox_pending``.
+
+Settling moves the cursor up to the first new event that is its call's head; a new event
+it passes that waits behind its call's pending one becomes pending itself (same
+``next_at``, still untried), so one receiver that is down cannot pin the cursor. A call's
+head is its lowest-seq event of either kind; readers see ``new`` as ``pending``.
 """
 
 # ruff: noqa: S608 -- SQL text here is built only from module constants.
@@ -69,8 +84,8 @@ def parse_event_id(text: str) -> tuple[int, str] | None:
 def event_of(row: tuple[Any, ...]) -> OutboxEvent:
     return OutboxEvent(
         event_id(row[0], row[1]), row[0], row[1], row[2], row[3],
-        datetime.fromisoformat(row[4]), row[5], datetime.fromisoformat(row[6]), row[7],
-        row[8], row[9],
+        datetime.fromisoformat(row[4]), row[5], datetime.fromisoformat(row[6]),
+        "pending" if row[7] == "new" else row[7], row[8], row[9],
     )  # fmt: skip
 
 
@@ -80,21 +95,35 @@ SELECT = (
     "o.next_at, o.state, o.last_error, coalesce(c.webhook_url, b.webhook_url) "
     "FROM outbox o JOIN calls c ON c.id = o.call_id LEFT JOIN batches b ON b.id = c.batch_id"
 )
-# Each call's head: its oldest pending event, and when it is due. Per-call delivery order:
-# a later event waits behind its head. A dead event is not pending, so it does not block
-# the events after it (a receiver that is down for good must not freeze a call's later
-# news; `outbox_replay` re-queues the dead ones). Reads outbox_pending alone, in its
-# (call_id, seq) order; SQLite takes the bare next_at from the row that has the min(seq).
-HEADS = "SELECT min(seq) AS seq, next_at FROM outbox WHERE state = 'pending' GROUP BY call_id"
+# Each call's head: its oldest undelivered event, and when it is due. Per-call delivery
+# order: a later event waits behind its head. A dead event is not pending, so it does not
+# block the events after it (a receiver that is down for good must not freeze a call's
+# later news; `outbox_replay` re-queues the dead ones). Pending events are read from
+# outbox_pending alone, new ones from the rowid range at the cursor (see the module doc);
+# SQLite takes the bare next_at from the row that has the min(seq).
+UNDELIVERED = (
+    "SELECT call_id, seq, next_at FROM outbox WHERE state = 'pending' "
+    "UNION ALL SELECT call_id, seq, next_at FROM outbox "
+    "WHERE seq >= (SELECT seq FROM outbox_cursor) AND state = 'new'"
+)
+HEADS = f"SELECT min(seq) AS seq, next_at FROM ({UNDELIVERED}) GROUP BY call_id"
 DUE = (
     f"{SELECT} JOIN ({HEADS}) heads ON heads.seq = o.seq WHERE heads.next_at <= ? "
     "ORDER BY heads.next_at, heads.seq LIMIT ?"
 )
 NEXT_AT = f"SELECT min(next_at) FROM ({HEADS})"
-DEPTH = "SELECT count(*) FROM outbox WHERE state = 'pending'"
+DEPTH = (
+    "SELECT (SELECT count(*) FROM outbox WHERE state = 'pending') + (SELECT count(*) "
+    "FROM outbox WHERE seq >= (SELECT seq FROM outbox_cursor) AND state = 'new')"
+)
+_STATE_IN = {"pending": "o.state IN ('new', 'pending')"}  # else o.state = ?
+_ADVANCE_CHUNK = 512
+_CURSOR = "SELECT seq FROM outbox_cursor"
+_FROM_CURSOR = "SELECT seq, call_id, state FROM outbox WHERE seq >= ? ORDER BY seq LIMIT ?"
+_BLOCKED = "SELECT 1 FROM outbox WHERE call_id = ? AND seq < ? AND state = 'pending' LIMIT 1"
 BY_ID = "WHERE seq = ? AND call_id = ?"
 # One statement for every settlement: ``at`` is delivered_at when delivered, else next_at.
-SETTLE = (
+SETTLE = (  # a new event settled 'pending' joins outbox_pending
     "UPDATE outbox SET state = ?1, attempts = attempts + ?4, last_error = ?3, "
     "delivered_at = CASE WHEN ?1 = 'delivered' THEN ?2 ELSE delivered_at END, "
     "next_at = CASE WHEN ?1 = 'pending' THEN ?2 ELSE next_at END "
@@ -121,7 +150,9 @@ class OutboxStore:
 
     def outbox_retry_later(self, event_id: str, next_at: datetime, error: str) -> None:
         self._outbox_set(
-            "attempts = attempts + 1, next_at = ?, last_error = ?", (ts(next_at), error), event_id
+            "state = 'pending', attempts = attempts + 1, next_at = ?, last_error = ?",
+            (ts(next_at), error),
+            event_id,
         )
 
     def outbox_dead(self, event_id: str, error: str) -> None:
@@ -145,6 +176,7 @@ class OutboxStore:
             rows.append((r.state, ts(r.at), r.error, int(r.attempted), *key))
         with self._tx() as conn:
             conn.executemany(SETTLE, rows)
+            advance_cursor(conn)
 
     def outbox_get(self, event_id: str) -> OutboxEvent:
         key = parse_event_id(event_id)
@@ -157,8 +189,13 @@ class OutboxStore:
 
     def outbox_list(self, *, state: str | None = None, limit: int = 100) -> list[OutboxEvent]:
         """Events in commit order, optionally in one state."""
-        where = "" if state is None else " WHERE o.state = ?"
-        args: tuple[Any, ...] = () if state is None else (state,)
+        args: tuple[Any, ...] = ()
+        if state is None:
+            where = ""
+        elif state in _STATE_IN:
+            where = f" WHERE {_STATE_IN[state]}"
+        else:
+            where, args = " WHERE o.state = ?", (state,)
         return self._events(f"{SELECT}{where} ORDER BY o.seq LIMIT ?", (*args, limit))
 
     def outbox_replay(self, event_ids: Sequence[str] | None = None) -> int:
@@ -202,3 +239,30 @@ class OutboxStore:
             cur = conn.execute(f"UPDATE outbox SET {assignments} {BY_ID}", (*args, *key))
             if cur.rowcount == 0:
                 raise NotFound(f"no outbox event {event_id!r}")
+            advance_cursor(conn)
+
+
+def advance_cursor(conn: sqlite3.Connection) -> None:
+    """Move outbox_cursor up to the first new event that heads its call (see the module
+    doc); new events it passes that wait behind a pending one of their call become pending.
+
+    Reads from the cursor in chunks: events settle about in seq order, so this is the few
+    settled since the last call (plus, while the cursor's event is in flight, those settled
+    after it). Run in the transaction that settled events, after their updates.
+    """
+    start = seq = conn.execute(_CURSOR).fetchone()[0]
+    while True:
+        rows = conn.execute(_FROM_CURSOR, (seq, _ADVANCE_CHUNK)).fetchall()
+        for row_seq, call_id, state in rows:
+            if state == "new":
+                if conn.execute(_BLOCKED, (call_id, row_seq)).fetchone() is None:
+                    seq = row_seq  # a head: it stays new and the cursor stops at it
+                    break
+                conn.execute("UPDATE outbox SET state = 'pending' WHERE seq = ?", (row_seq,))
+            seq = row_seq + 1
+        else:
+            if len(rows) == _ADVANCE_CHUNK:
+                continue
+        break
+    if seq != start:
+        conn.execute("UPDATE outbox_cursor SET seq = ? WHERE id = 0", (seq,))

@@ -15,7 +15,8 @@ import json
 from collections.abc import Callable
 from dataclasses import fields
 from datetime import UTC, datetime
-from operator import attrgetter
+from itertools import compress
+from operator import attrgetter, is_not
 from typing import Any
 
 from .core.models import Attempt, AttemptStatus, Call, CallStatus, RetryConfig
@@ -29,6 +30,27 @@ def ts(at: datetime) -> str:
             raise StoreError(f"naive datetime {at!r}: instants must be aware UTC")
         at = at.astimezone(UTC)
     return at.isoformat(timespec="microseconds")
+
+
+class Stamps:
+    """``ts`` with a one-entry memo, per store: a state change stores one instant in several
+    columns (updated_at, an attempt's ended_at, the event's created_at and next_at), and
+    datetimes are immutable, so the same object has the same text."""
+
+    __slots__ = ("_at", "_text")
+
+    def __init__(self) -> None:
+        self._at: datetime | None = None
+        self._text = ""
+
+    def __call__(self, at: datetime) -> str:
+        if at is not self._at:
+            self._text = ts(at)
+            self._at = at
+        return self._text
+
+    def or_none(self, at: datetime | None) -> str | None:
+        return None if at is None else self(at)
 
 
 def ts_or_none(at: datetime | None) -> str | None:
@@ -111,8 +133,10 @@ class Rows:
         changed columns keeps a commit to the pages it must dirty.
         """
         was, now = self.get(old), self.get(new)
+        # A transition copies the fields it leaves alone (same objects): find the others
+        # in C, then compare only those by value.
         changed = tuple(
-            [i for i, a, b in zip(self._index, now, was, strict=True) if a is not b and a != b]
+            [i for i in compress(self._index, map(is_not, now, was)) if now[i] != was[i]]
         )
         if not changed:
             return None
@@ -129,21 +153,25 @@ class Rows:
 
 CALL_FIELDS = tuple(f.name for f in fields(Call) if f.name != "attempts")
 ATTEMPT_FIELDS = tuple(f.name for f in fields(Attempt))
-ATTEMPTS = Rows(
-    "attempts",
-    ATTEMPT_FIELDS,
-    {"started_at": ts, "ended_at": ts_or_none, "answered_at": ts_or_none},
-    key=("call_id", "number"),
-)
 
 
-def call_rows(configs: Configs) -> Rows:
+def attempt_rows(stamp: Callable[[datetime], str] = ts) -> Rows:
+    or_none = stamp.or_none if isinstance(stamp, Stamps) else ts_or_none
+    encoders: dict[str, Encode] = {"started_at": stamp, "ended_at": or_none, "answered_at": or_none}
+    return Rows("attempts", ATTEMPT_FIELDS, encoders, key=("call_id", "number"))
+
+
+ATTEMPTS = attempt_rows()
+
+
+def call_rows(configs: Configs, stamp: Callable[[datetime], str] = ts) -> Rows:
     """Calls' mapping; its retry_config encoder is the store's memo."""
+    or_none = stamp.or_none if isinstance(stamp, Stamps) else ts_or_none
     encoders: dict[str, Encode] = {
         "retry_config": configs.dump,
-        "created_at": ts,
-        "updated_at": ts,
-        "scheduled_at": ts_or_none,
+        "created_at": stamp,
+        "updated_at": stamp,
+        "scheduled_at": or_none,
         "variables": json.dumps,
     }
     return Rows("calls", CALL_FIELDS, encoders, key=("id",))

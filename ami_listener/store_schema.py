@@ -6,7 +6,10 @@ written (and fsynced under ``synchronous=full``) and later checkpointed. So ever
 below is one that a query needs, and the ones only some rows need are partial:
 
     outcome commit:  attempts row, attempts_live entry removed, calls row,
-                     outbox row, outbox_pending entry               = 5 pages (was 7-8)
+                     outbox row                                     = 4 pages (was 7-8)
+
+(a retry adds the calls_due entry). A new outbox event enters no index at all: see the
+outbox below and ``store_outbox`` for how delivery finds it.
 
 0001_initial was rewritten in place for this layout (the project has not been released;
 no database in the field has the earlier one).
@@ -69,19 +72,30 @@ def _initial(db: Database) -> None:
         # AUTOINCREMENT a new seq is max(seq) + 1: still above every stored event (outbox
         # rows are never deleted), and one page (sqlite_sequence) fewer per commit. The
         # event id is derived from (seq, call_id), see store_outbox.event_id, so it needs
-        # neither a column nor a UNIQUE index (a page per insert).
+        # neither a column nor a UNIQUE index (a page per insert). The payload is the last
+        # column: scans that read the small columns skip over it.
+        #
+        # state: 'new' (never tried: what a state change inserts), 'pending' (tried and
+        # to be retried at next_at, or replayed), 'delivered', 'dead'. Readers see 'new'
+        # as 'pending'. A new event is in no index: it is found by reading the table from
+        # outbox_cursor.seq on, a rowid range that holds the events not yet tried plus
+        # those settled after them; store_outbox advances it as events settle.
         """CREATE TABLE outbox (seq INTEGER PRIMARY KEY,
             call_id TEXT NOT NULL REFERENCES calls(id),
-            status TEXT NOT NULL, payload TEXT NOT NULL, created_at TEXT NOT NULL,
+            status TEXT NOT NULL, created_at TEXT NOT NULL,
             attempts INTEGER NOT NULL DEFAULT 0, next_at TEXT NOT NULL,
-            state TEXT NOT NULL DEFAULT 'pending'
-                CHECK (state IN ('pending', 'delivered', 'dead')),
-            last_error TEXT, delivered_at TEXT) STRICT""",
-        # One index serves delivery: per call, the lowest seq is its head, and next_at is
-        # in the entry, so finding the due heads reads this index alone (state is in it
-        # only so that SQLite 3.40 sees the index as covering). It holds pending events
-        # only: those not yet delivered, a short list unless a receiver is down.
+            state TEXT NOT NULL DEFAULT 'new'
+                CHECK (state IN ('new', 'pending', 'delivered', 'dead')),
+            last_error TEXT, delivered_at TEXT, payload TEXT NOT NULL) STRICT""",
+        # The events tried and waiting for a retry (few, unless a receiver is down): per
+        # call, the lowest seq is its head and next_at is in the entry, so their heads
+        # are read from this index alone (state is in it only so that SQLite 3.40 sees
+        # the index as covering).
         "CREATE INDEX outbox_pending ON outbox(call_id, seq, next_at, state) "
         "WHERE state = 'pending'",
+        # One row: every event below seq is tried (not 'new').
+        """CREATE TABLE outbox_cursor (id INTEGER PRIMARY KEY CHECK (id = 0),
+            seq INTEGER NOT NULL) STRICT""",
+        "INSERT INTO outbox_cursor (id, seq) VALUES (0, 0)",
     ):
         db.execute(sql)
