@@ -3,8 +3,9 @@
 Plain functions over a ``Store`` (as ``store_api``), so they need no change to
 ``store.py``. All are reads: one deferred transaction (one snapshot) each.
 
-Costs: the metrics gauges use partial indexes only (``calls_due``, ``attempts_live``,
-``outbox_pending``), so a scrape stays cheap however many calls the database holds. The
+Costs: the metrics gauges use partial indexes (``calls_due``, ``attempts_live``,
+``outbox_pending``) and the outbox rows past its delivery cursor (events never tried yet),
+so a scrape stays cheap however many calls the database holds. The
 operator's views (``last_errors``, ``dead_events``, ``call_events``) may walk the attempts
 or outbox table: fine for a command typed at a terminal, not for a scrape.
 """
