@@ -53,9 +53,11 @@ def _text(form: Form, name: str) -> str | None:
     return value.strip() or None
 
 
-def _retry_config(text: str | None, limits: dict[str, Any]) -> RetryConfig:
-    if text is None:
-        return RetryConfig()
+def _retry_config(
+    text: str | None, limits: dict[str, Any], default: RetryConfig | None
+) -> RetryConfig:
+    if text is None:  # none sent: the operator's [retry.default], else Bolna's default
+        return default or RetryConfig()
     try:
         return RetryConfig.model_validate_json(text, context=limits)
     except pydantic.ValidationError as exc:
@@ -94,7 +96,7 @@ async def create_batch(request: web.Request) -> web.Response:
     upload = form.get("file")
     if not isinstance(upload, web.FileField):
         raise invalid("file", "required: a CSV file part")
-    retry_config = _retry_config(_text(form, "retry_config"), limits)
+    retry_config = _retry_config(_text(form, "retry_config"), limits, settings.retry.default)
     from_numbers = _from_numbers(form, limits)
     webhook_url = _text(form, "webhook_url")
     problem = check_webhook(webhook_url, settings, "webhook_url")

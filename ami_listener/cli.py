@@ -157,7 +157,9 @@ def _fail(reason: str, code: int) -> int:
 
 
 def _settings(args: argparse.Namespace) -> Settings:
-    return Settings.load(args.config, os.environ)
+    # serve needs the secrets; reading and writing the database does not (the operator may
+    # not be allowed to read the secrets file).
+    return Settings.load(args.config, os.environ, need_secrets=args.command == "serve")
 
 
 def _instant(text: str) -> datetime:

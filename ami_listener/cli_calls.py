@@ -70,7 +70,7 @@ def cmd_list(args: argparse.Namespace, settings: Settings) -> int:
                 call.status.value,
                 call.to_number,
                 call.target,
-                f"{call.retry_count}/{call.retry_config.max_retries}",
+                _retries(call),
                 iso(call.scheduled_at) or "-",
                 iso(call.updated_at) or "-",
             )
@@ -96,8 +96,7 @@ def timeline(call: Call, events: Sequence[OutboxEvent] = ()) -> list[str]:
     lines = [
         f"call {call.id}: {call.target} -> {call.to_number}"
         + (f" (from {call.from_number})" if call.from_number else ""),
-        f"  status     {call.status.value}, {call.retry_count} of "
-        f"{call.retry_config.max_retries} retries used"
+        f"  status     {call.status.value}, retries {_retries(call)}"
         + (", answered by voicemail" if call.answered_by_voice_mail else ""),
         f"  created    {iso(call.created_at)}   updated {iso(call.updated_at)}",
     ]
@@ -190,3 +189,10 @@ def cmd_cancel(args: argparse.Namespace, settings: Settings) -> int:
     else:
         print(f"cancel requested for {call.id}: its live attempt ends first, no retry follows")
     return 0
+
+
+def _retries(call: Call) -> str:
+    """``1/3`` (used of allowed), or ``off`` when the call's retry_config is not enabled."""
+    if not call.retry_config.enabled:
+        return "off"
+    return f"{call.retry_count}/{call.retry_config.max_retries}"

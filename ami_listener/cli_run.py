@@ -41,8 +41,9 @@ DEMO_SECRET = "demo-only"  # noqa: S105 - the demo's own simulator, on loopback,
 def add_parser(commands: Any, load_settings: Callable[[argparse.Namespace], Settings]) -> None:
     serve = commands.add_parser(
         "serve",
-        help="run the daemon (AMI listener, scheduler)",
-        description="Run until SIGTERM or SIGINT; committed state survives restarts.",
+        help="run the daemon (AMI listener, scheduler, API, webhooks, FastAGI)",
+        description="Run until SIGTERM or SIGINT; SIGHUP re-reads the config (calls in "
+        "flight go on). Committed state survives restarts.",
     )
     serve.set_defaults(func=lambda args: cmd_serve(args, load_settings))
     demo = commands.add_parser(

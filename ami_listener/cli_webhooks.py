@@ -36,15 +36,21 @@ def add_parser(commands: Any, load_settings: LoadSettings) -> None:
         help="list events, oldest first",
         description="One line per event: id, call, status, state, attempts, last error.",
     )
-    ls.add_argument("--state", choices=STATES, help="only events in this state")
+    ls.add_argument(
+        "--state",
+        choices=[*STATES, "undelivered", "all"],
+        default="undelivered",
+        help="which events (default: undelivered = pending and dead)",
+    )
     ls.add_argument("--limit", type=positive, default=100, metavar="N", help="default 100")
     ls.set_defaults(func=lambda args: cmd_list(args, load_settings(args)))
 
     replay = sub.add_parser(
         "replay",
         help="send dead events again",
-        description="Set dead events back to pending so the daemon delivers them again "
-        "(their backoff starts over). Name events, or use --all-dead.",
+        description="Set dead events back to pending so the daemon delivers them again. "
+        "An event older than webhooks.max_age_s gets one more try per replay: replay once "
+        "the receiver is back. Name events, or use --all-dead.",
     )
     replay.add_argument("event_ids", nargs="*", metavar="EVENT_ID")
     replay.add_argument("--all-dead", action="store_true", help="every dead event")
@@ -52,10 +58,12 @@ def add_parser(commands: Any, load_settings: LoadSettings) -> None:
 
 
 def cmd_list(args: argparse.Namespace, settings: Settings) -> int:
+    wanted = {"undelivered": ("pending", "dead"), "all": (None,)}.get(args.state, (args.state,))
     with open_existing(settings) as store:
-        events = store.outbox_list(state=args.state, limit=args.limit)
+        found = [e for state in wanted for e in store.outbox_list(state=state, limit=args.limit)]
+    events = sorted(found, key=lambda e: e.seq)[: args.limit]
     if not events:
-        print("no webhook events" + (f" in state {args.state}" if args.state else ""))
+        print("no webhook events" + ("" if args.state == "all" else f" ({args.state})"))
         return 0
     rows = [("ID", "CALL", "STATUS", "STATE", "ATTEMPTS", "NEXT TRY", "LAST ERROR")]
     for e in events:

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pydantic
-from pydantic import Field, PrivateAttr, model_validator
+from pydantic import Field, PrivateAttr, ValidationInfo, model_validator
 
 from .config_sections import (
     AgiSettings,
@@ -81,7 +81,9 @@ class Settings(Section):
     _source: Path | None = PrivateAttr(default=None)
 
     @model_validator(mode="after")
-    def _cross_checks(self) -> Settings:
+    def _cross_checks(self, info: ValidationInfo) -> Settings:
+        if isinstance(info.context, dict) and not info.context.get("need_secrets", True):
+            return self  # a command that only reads the database (calls, status, ...)
         for (section, key), env in SECRET_ENV.items():
             if section == "webhooks" and self.webhooks.url is None:
                 continue  # no default webhook: the secret is optional
@@ -114,8 +116,13 @@ class Settings(Section):
         }
 
     @classmethod
-    def load(cls, path: Path | None, environ: Mapping[str, str]) -> Settings:
-        """Read ``path`` (default: ``$AUTORETRY_CONFIG`` or ./autoretry.toml) and the env."""
+    def load(
+        cls, path: Path | None, environ: Mapping[str, str], *, need_secrets: bool = True
+    ) -> Settings:
+        """Read ``path`` (default: ``$AUTORETRY_CONFIG`` or ./autoretry.toml) and the env.
+
+        ``need_secrets=False`` for commands that never talk to AMI or serve the API: they
+        work for an operator who may read the config but not the secrets file."""
         path = config_path(path, environ)
         try:
             with path.open("rb") as fh:
@@ -124,11 +131,16 @@ class Settings(Section):
             raise ConfigError(f"{path}: cannot read: {exc.strerror or exc}") from None
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"{path}: not valid TOML: {exc}") from None
-        return cls.from_mapping(raw, environ, source=path)
+        return cls.from_mapping(raw, environ, source=path, need_secrets=need_secrets)
 
     @classmethod
     def from_mapping(
-        cls, raw: Mapping[str, Any], environ: Mapping[str, str], *, source: Path | None = None
+        cls,
+        raw: Mapping[str, Any],
+        environ: Mapping[str, str],
+        *,
+        source: Path | None = None,
+        need_secrets: bool = True,
     ) -> Settings:
         data: dict[str, Any] = {k: (dict(v) if isinstance(v, dict) else v) for k, v in raw.items()}
         for (section, key), env in SECRET_ENV.items():
@@ -142,6 +154,7 @@ class Settings(Section):
         context = {
             "base_dir": source.absolute().parent if source else None,
             "max_retries_limit": limit,
+            "need_secrets": need_secrets,
         }
         where = str(source) if source else "<config>"
         try:

@@ -256,7 +256,7 @@ class CallingHoursSettings(Section):
 class RetrySettings(Section):
     retry_permanent: bool = False
     jitter_s: float = Field(default=0.0, ge=0)
-    default: RetryConfig | None = None  # applied by the "manage" hook when a call brings none
+    default: RetryConfig | None = None  # for calls (API, CLI, batch) that bring none
 
 
 class CauseOverrideSettings(Section):

@@ -21,6 +21,7 @@ from .ami import AmiClient
 from .api import create_app, serve_api
 from .config import Settings
 from .engine import ChangeHook, Engine
+from .errors import AutoretryError
 from .fastagi import FastAgiServer
 from .metrics import Metrics
 from .scheduler import Scheduler
@@ -114,15 +115,25 @@ async def run(
                 health=lambda: {"ami": ami.ready},
                 metrics=metrics,
             )
-            runner = await serve_api(app, settings.api.listen)
+            try:
+                runner = await serve_api(app, settings.api.listen)
+            except OSError as exc:
+                raise AutoretryError(
+                    f"[api].listen {settings.api.listen}: {exc.strerror}"
+                ) from None
             stack.push_async_callback(runner.cleanup)
         if settings.agi.fastagi:
-            await stack.enter_async_context(FastAgiServer(settings.agi, settings.targets))
+            try:
+                await stack.enter_async_context(FastAgiServer(settings.agi, settings.targets))
+            except OSError as exc:
+                where = settings.agi.fastagi_listen
+                raise AutoretryError(f"[agi].fastagi_listen {where}: {exc.strerror}") from None
 
         def apply(new: Settings) -> None:
             nonlocal settings
             if new.database != settings.database or new.api != settings.api:
                 log.warning("[database] and [api] changes need a restart; kept the old ones")
+                new = new.model_copy(update={"database": settings.database, "api": settings.api})
             engine.reload(new, random.random)
             scheduler.reload(
                 rules=new.rules(rng=random.random),

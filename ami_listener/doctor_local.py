@@ -61,7 +61,29 @@ def local_checks(path: Path, environ: Mapping[str, str]) -> tuple[Settings | Non
     api = f"{host}:{port}" + (" (not loopback: put TLS in front)" if exposed else "")
     checks.append(Check("warn" if exposed else "ok", "api", api))
     checks.append(secrets_check(path))
+    weak = weak_secrets(settings)
+    if weak:
+        detail = f"{', '.join(weak)} look like placeholders: use 32+ random characters"
+        checks.append(Check("warn", "secret strength", detail))
     return settings, checks
+
+
+_PLACEHOLDERS = {"change-me", "changeme", "secret", "password", "...", "token", "test"}
+
+
+def weak_secrets(settings: Settings) -> list[str]:
+    """The keys whose secret is a sample value or shorter than 16 characters (never the
+    values themselves: they are not printed)."""
+    found = []
+    for name, value in (
+        ("[ami].secret", settings.ami.secret),
+        ("[api].token", settings.api.token),
+        ("[webhooks].secret", settings.webhooks.secret),
+    ):
+        text = value.get_secret_value() if value is not None else None
+        if text is not None and (text.lower() in _PLACEHOLDERS or len(text) < 16):
+            found.append(name)
+    return found
 
 
 def secrets_check(path: Path) -> Check:

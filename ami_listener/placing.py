@@ -97,6 +97,10 @@ def validate_request(body: object, settings: Settings) -> CallRequest:
         raise RequestInvalid([{"field": "body", "message": "must be a JSON object"}])
     problems: list[dict[str, Any]] = []
     request = None
+    default = settings.retry.default
+    if "retry_config" not in body and default is not None:
+        # The operator's [retry.default] stands in for a retry_config the caller left out.
+        body = {**body, "retry_config": default.model_dump(mode="json", exclude_none=True)}
     try:
         request = CallRequest.model_validate(body, context=validation_context(settings))
     except pydantic.ValidationError as exc:

@@ -14,11 +14,11 @@ import contextlib
 import logging
 import math
 from collections.abc import Callable, Coroutine
-from datetime import datetime
+from datetime import datetime, timedelta
 from functools import partial
 from typing import Any
 
-from .core.lifecycle import Dial, Dispatch, Effect, advance
+from .core.lifecycle import Defer, Dial, Dispatch, Effect, advance
 from .core.models import Attempt, Call
 from .core.policy import Rules
 from .metrics import Metrics
@@ -28,6 +28,7 @@ from .writer import Writer
 log = logging.getLogger(__name__)
 
 DialFn = Callable[[Call, Attempt], Coroutine[Any, Any, None]]
+BUSY_NUMBER_WAIT = timedelta(seconds=5)  # a due call whose number is on another call
 MAX_SLEEP_S = 3600.0  # re-read the database at least hourly (clock jumps, other writers)
 
 
@@ -120,9 +121,7 @@ class Scheduler:
             return self._bucket.wait_s()
         now = self._clock()
         due: dict[str, datetime] = {}  # call id -> its due time before the claim (dial lag)
-        claimed = await self._writer(
-            lambda store: store.claim_due(now, min(free, tokens), self._dispatch(now, due))
-        )
+        claimed = await self._writer(lambda store: self._claim(store, now, min(free, tokens), due))
         dialled = 0
         for call, effects in claimed:
             self._on_change(call, effects)
@@ -140,15 +139,32 @@ class Scheduler:
             return MAX_SLEEP_S
         return min(MAX_SLEEP_S, max(0.0, (next_due - self._clock()).total_seconds()))
 
+    def _claim(
+        self, store: Store, now: datetime, limit: int, due: dict[str, datetime]
+    ) -> list[tuple[Call, tuple[Effect, ...]]]:
+        """In the writer thread: claim due calls, never one whose number is being rung.
+
+        A person is never rung twice at once (invariant 1), even by two calls (two API
+        requests, a CSV with the same number twice): such a call waits ``BUSY_NUMBER_WAIT``
+        and is looked at again; the live call's end wakes the scheduler anyway.
+        """
+        busy = {call.to_number for call in store.live_calls()}
+        return store.claim_due(now, limit, self._dispatch(now, due, busy))
+
     def _dispatch(
-        self, now: datetime, due: dict[str, datetime] | None = None
+        self, now: datetime, due: dict[str, datetime], busy: set[str]
     ) -> Callable[[Call], tuple[Call, tuple[Effect, ...]]]:
         def fn(call: Call) -> tuple[Call, tuple[Effect, ...]]:
+            if call.to_number in busy:
+                return advance(call, Defer(now, now + BUSY_NUMBER_WAIT), self._rules)
             # The claimed call no longer carries its due time (a dialled call has none):
             # note it here, in the claim, for the dial-lag histogram.
-            if due is not None and call.scheduled_at is not None:
+            if call.scheduled_at is not None:
                 due[call.id] = call.scheduled_at
-            return advance(call, Dispatch(now, self._new_id()), self._rules)
+            new, effects = advance(call, Dispatch(now, self._new_id()), self._rules)
+            if any(isinstance(effect, Dial) for effect in effects):
+                busy.add(call.to_number)  # and not twice within this claim either
+            return new, effects
 
         return fn
 

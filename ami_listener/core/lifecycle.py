@@ -63,6 +63,16 @@ class Dispatch:
 
 
 @dataclass(frozen=True, slots=True)
+class Defer:
+    """The call is due but may not be dialled yet: its number has a call in progress
+    (a person is never rung twice at once). It waits until ``until``; no status change."""
+
+    at: datetime
+    until: datetime
+    why: str = "the number has a call in progress"
+
+
+@dataclass(frozen=True, slots=True)
 class Ringing:
     at: datetime
     attempt_id: str
@@ -96,7 +106,7 @@ class Cancel:
     reason: str = "canceled"
 
 
-Event = Dispatch | Ringing | Answered | AttemptEnded | Cancel
+Event = Dispatch | Defer | Ringing | Answered | AttemptEnded | Cancel
 Result = tuple[Call, tuple[Effect, ...]]
 
 _ATTEMPT_STATUS = {
@@ -176,6 +186,12 @@ def _dispatch(call: Call, event: Dispatch, rules: Rules) -> Result:
         attempts=(*call.attempts, attempt),
     )
     return call, (Dial(attempt), Notify(CallStatus.INITIATED))
+
+
+def _defer(call: Call, event: Defer, rules: Rules) -> Result:
+    if event.until <= event.at:
+        raise IllegalTransition(f"Defer of call {call.id} must move it later")
+    return replace(call, scheduled_at=event.until, updated_at=event.at), (Schedule(event.until),)
 
 
 def _ringing(call: Call, event: Ringing, rules: Rules) -> Result:
@@ -267,7 +283,7 @@ def _cancel(call: Call, event: Cancel, rules: Rules) -> Result:
 
 
 _Handler = Callable[[Call, object, Rules], Result]
-_PENDING = {s: {Dispatch, Cancel} for s in PENDING_STATUSES}
+_PENDING = {s: {Dispatch, Defer, Cancel} for s in PENDING_STATUSES}
 _ALLOWED: dict[CallStatus, set[type]] = {
     **_PENDING,
     CallStatus.INITIATED: {Ringing, Answered, AttemptEnded, Cancel},
@@ -277,6 +293,7 @@ _ALLOWED: dict[CallStatus, set[type]] = {
 }
 _HANDLERS: dict[type, _Handler] = {
     Dispatch: _dispatch,  # type: ignore[dict-item]
+    Defer: _defer,  # type: ignore[dict-item]
     Ringing: _ringing,  # type: ignore[dict-item]
     Answered: _answered,  # type: ignore[dict-item]
     AttemptEnded: _ended,  # type: ignore[dict-item]

@@ -20,6 +20,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    StrictBool,
     ValidationInfo,
     field_validator,
     model_validator,
@@ -100,12 +101,18 @@ VOICEMAIL = "voicemail"
 """Key for a voicemail-specific interval list in ``retry_intervals_by_status``."""
 
 
+MAX_INTERVAL_MINUTES = 30 * 24 * 60
+"""A retry more than 30 days away is a mistake, not a plan (and past year 9999, an error)."""
+
+
 def _check_intervals(value: list[float], name: str) -> list[float]:
     if not value:
         raise ValueError(f"{name} must not be empty")
     for item in value:
         if isinstance(item, bool) or not math.isfinite(item) or item < 0:
             raise ValueError(f"{name} items must be finite numbers >= 0, got {item!r}")
+        if item > MAX_INTERVAL_MINUTES:
+            raise ValueError(f"{name} items must be at most {MAX_INTERVAL_MINUTES} (30 days)")
     return value
 
 
@@ -123,17 +130,17 @@ class RetryConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    enabled: bool = False
+    enabled: StrictBool = False  # "yes" or 1 is a mistake, not true
     max_retries: int = BOLNA_MAX_RETRIES
     retry_on_statuses: tuple[RetryableStatus, ...] = (
         RetryableStatus.NO_ANSWER,
         RetryableStatus.BUSY,
         RetryableStatus.FAILED,
     )
-    retry_on_voicemail: bool = False
+    retry_on_voicemail: StrictBool = False
     retry_intervals_minutes: tuple[float, ...] = (30, 60, 120)
     retry_intervals_by_status: dict[str, tuple[float, ...]] | None = None
-    ttl_minutes: float | None = Field(default=None, gt=0)
+    ttl_minutes: float | None = Field(default=None, gt=0, le=366 * 24 * 60)
 
     @field_validator("max_retries")
     @classmethod

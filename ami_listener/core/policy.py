@@ -107,7 +107,8 @@ def _decide(
     if outcome.status is OutcomeStatus.CANCELED:
         return Stop(CallStatus.CANCELED, "the attempt was canceled")
     if call.cancel_requested is not None:
-        return Stop(final, f"{call.cancel_requested} requested while the attempt was live")
+        asked = "stop" if call.cancel_requested == "stopped" else "cancel"
+        return Stop(final, f"{asked} requested while the attempt was live")
     if not config.enabled:
         return Stop(final, "retries are not enabled (retry_config.enabled is false)")
     if not outcome.machine:

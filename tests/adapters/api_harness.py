@@ -51,9 +51,9 @@ allow_hosts = ["hooks.example.test"]
 """
 
 
-def load_settings(tmp_path: Path) -> Settings:
+def load_settings(tmp_path: Path, extra_toml: str = "") -> Settings:
     path = tmp_path / "autoretry.toml"
-    path.write_text(TOML)
+    path.write_text(TOML + extra_toml)
     return Settings.load(path, {})
 
 
@@ -93,8 +93,8 @@ class Api:
 
 
 @asynccontextmanager
-async def running_api(tmp_path: Path) -> AsyncIterator[Api]:
-    settings = load_settings(tmp_path)
+async def running_api(tmp_path: Path, extra_toml: str = "") -> AsyncIterator[Api]:
+    settings = load_settings(tmp_path, extra_toml)
     clock = Clock()
     counter = itertools.count(1)
     checks = {"ami": True}

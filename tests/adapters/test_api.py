@@ -22,7 +22,17 @@ from ami_listener.core.lifecycle import Dispatch, advance
 from ami_listener.core.models import CallStatus
 from ami_listener.writer import Writer
 
-from .api_harness import AUTH, MAX_BODY, NUMBER, T0, TOKEN, Api, load_settings, running_api
+from .api_harness import (
+    AUTH,
+    MAX_BODY,
+    NUMBER,
+    NUMBER_2,
+    T0,
+    TOKEN,
+    Api,
+    load_settings,
+    running_api,
+)
 
 GOOD = {"agent_id": "sales-ivr", "recipient_phone_number": NUMBER}
 
@@ -346,3 +356,22 @@ async def test_serve_api_listens_on_real_tcp(tmp_path: Path) -> None:
                     assert resp.status == 401
         finally:
             await runner.cleanup()
+
+
+async def test_operator_default_retry_config_applies_when_the_caller_sends_none(
+    tmp_path: Path,
+) -> None:
+    default = "[retry.default]\nenabled = true\nmax_retries = 2\nretry_intervals_minutes = [5]\n"
+    async with running_api(tmp_path, default) as api:
+        status, answer = await api.post_call(
+            {"agent_id": "sales-ivr", "recipient_phone_number": NUMBER}
+        )
+        assert status == 200
+        _, execution = await api.get(f"/executions/{answer['execution_id']}")
+        assert execution["retry_config"]["enabled"] is True
+        assert execution["retry_config"]["max_retries"] == 2
+        # A caller's own retry_config still wins.
+        body = {"agent_id": "sales-ivr", "recipient_phone_number": NUMBER_2, "retry_config": {}}
+        _, answer = await api.post_call(body)
+        _, execution = await api.get(f"/executions/{answer['execution_id']}")
+        assert execution["retry_config"]["enabled"] is False

@@ -240,7 +240,7 @@ def test_calls_show_timeline(capsys: pytest.CaptureFixture[str], conf: Path) -> 
     code, out, _ = run(capsys, "calls", "show", "c1")
     assert code == 0
     assert out.startswith("call c1: sales-ivr -> +14155550100\n")
-    assert "status     scheduled, 1 of 2 retries used" in out
+    assert "status     scheduled, retries 1/2" in out
     assert "attempt 1  2026-01-26T10:00:00Z .. 2026-01-26T10:00:20Z  busy" in out
     assert "cause     Q.850 17 (User busy), SIP 486, DIALSTATUS BUSY" in out
     assert "reason    SIP 486 / Q.850 17 User busy" in out
@@ -386,3 +386,19 @@ def test_console_script_bad_input_is_one_line(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert result.stdout == ""
     assert result.stderr.count("\n") == 1 and result.stderr.startswith("autoretry: ")
+
+
+def test_database_commands_do_not_need_the_secrets(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # An operator may read the config but not the secrets file (systemd's EnvironmentFile).
+    config = tmp_path / "c.toml"
+    config.write_text(
+        '[ami]\nusername = "u"\n[database]\npath = "a.db"\n[dialer]\n'
+        'channel = "PJSIP/{number}@x"\n[targets.t]\ncontext = "c"\nextension = "s"\n'
+    )
+    assert main(["--config", str(config), "migrate"]) == 0
+    assert main(["calls", "list", "--config", str(config)]) == 0
+    assert "no calls" in capsys.readouterr().out
+    assert main(["--config", str(config), "serve"]) == 1
+    assert "[ami].secret: required" in capsys.readouterr().err

@@ -68,7 +68,7 @@ def db(tmp_path: Path) -> Path:
 
 
 def test_list_prints_one_line_per_event(db: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    code, out, _ = run(db, capsys, "webhooks", "list")
+    code, out, _ = run(db, capsys, "webhooks", "list", "--state", "all")
     assert code == 0
     header, *lines = out.splitlines()
     assert header.split() == [
@@ -91,6 +91,13 @@ def test_list_prints_one_line_per_event(db: Path, capsys: pytest.CaptureFixture[
     assert "2026-01-26T10:00:30Z" in lines[2] and lines[2].endswith("timed out after 10 s")
 
 
+def test_list_shows_undelivered_events_by_default(
+    db: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _, out, _ = run(db, capsys, "webhooks", "list")
+    assert [line.split()[0] for line in out.splitlines()[1:]] == ["evt_1_c1", "evt_3_c2"]
+
+
 def test_list_filters_and_limits(db: Path, capsys: pytest.CaptureFixture[str]) -> None:
     _, out, _ = run(db, capsys, "webhooks", "list", "--state", "dead")
     assert [line.split()[0] for line in out.splitlines()[1:]] == ["evt_1_c1"]
@@ -98,10 +105,7 @@ def test_list_filters_and_limits(db: Path, capsys: pytest.CaptureFixture[str]) -
     assert len(out.splitlines()) == 2
     with Store.open(db) as store:
         store.outbox_replay(None)
-    assert (
-        run(db, capsys, "webhooks", "list", "--state", "dead")[1]
-        == "no webhook events in state dead\n"
-    )
+    assert run(db, capsys, "webhooks", "list", "--state", "dead")[1] == "no webhook events (dead)\n"
 
 
 def test_replay_named_event(db: Path, capsys: pytest.CaptureFixture[str]) -> None:

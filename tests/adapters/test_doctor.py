@@ -23,6 +23,7 @@ import pytest
 from ami_listener.cli import main
 from ami_listener.doctor import TEST_EVENT_ID
 from ami_listener.doctor_ami import AmiProbe, header, output
+from ami_listener.doctor_local import local_checks
 from ami_listener.errors import AmiError
 from ami_listener.simulator import Simulator
 from ami_listener.webhooks_sign import SIGNATURE_HEADER, verify
@@ -84,7 +85,7 @@ secret = "{secret}"
 connect_timeout_s = 5
 {extra_ami}
 [api]
-token = "api-t0ken-value"
+token = "api-t0ken-value-long-enough"
 [dialer]
 method = "callfile"
 channel = "PJSIP/{{number}}@carrier"
@@ -105,7 +106,7 @@ async def doctor(capsys: pytest.CaptureFixture[str], conf: Path, *args: str) -> 
         asyncio.to_thread(main, ["--config", str(conf), "check-config", *args]), WAIT
     )
     out, err = capsys.readouterr()
-    for secret in (SECRET, HOOK_SECRET, "api-t0ken-value"):
+    for secret in (SECRET, HOOK_SECRET, "api-t0ken-value-long-enough"):
         assert secret not in out + err
     lines = out.splitlines()
     assert all(line.split(" ", 1)[0] in {"ok", "warn", "FAIL"} for line in lines), out
@@ -460,3 +461,17 @@ async def test_probe_refuses_header_injection() -> None:
                 await probe.action("Login", [("Username", "a\r\nAction: Originate")])
         finally:
             await probe.close()
+
+
+def test_placeholder_secrets_are_flagged_by_name_only(tmp_path: Path) -> None:
+    config = tmp_path / "weak.toml"
+    config.write_text(
+        '[ami]\nusername = "u"\nsecret = "change-me"\n[api]\ntoken = "short"\n'
+        '[dialer]\nchannel = "PJSIP/{number}@x"\n[targets.t]\ncontext = "c"\nextension = "s"\n'
+    )
+    config.chmod(0o600)
+    settings, checks = local_checks(config, {})
+    assert settings is not None
+    (weak,) = [c for c in checks if c.name == "secret strength"]
+    assert weak.level == "warn" and "[ami].secret" in weak.detail and "[api].token" in weak.detail
+    assert "change-me" not in weak.detail and "short" not in weak.detail

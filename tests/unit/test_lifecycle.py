@@ -12,6 +12,7 @@ from ami_listener.core.lifecycle import (
     Answered,
     AttemptEnded,
     Cancel,
+    Defer,
     Dial,
     Dispatch,
     Event,
@@ -68,15 +69,16 @@ def _call(status: CallStatus) -> Call:
 AT = T0 + timedelta(seconds=5)
 EVENTS: list[Event] = [
     Dispatch(AT, "a2"),
+    Defer(AT, AT + timedelta(seconds=5)),
     Ringing(AT, "a1"),
     Answered(AT, "a1", "1795861722.0"),
     AttemptEnded(AT, "a1", BUSY),
     Cancel(AT),
 ]
 EXPECTED = {
-    CallStatus.QUEUED: {Dispatch, Cancel},
-    CallStatus.SCHEDULED: {Dispatch, Cancel},
-    CallStatus.RESCHEDULED: {Dispatch, Cancel},
+    CallStatus.QUEUED: {Dispatch, Defer, Cancel},
+    CallStatus.SCHEDULED: {Dispatch, Defer, Cancel},
+    CallStatus.RESCHEDULED: {Dispatch, Defer, Cancel},
     CallStatus.INITIATED: {Ringing, Answered, AttemptEnded, Cancel},
     CallStatus.RINGING: {Answered, AttemptEnded, Cancel},
     CallStatus.IN_PROGRESS: {AttemptEnded, Cancel},
@@ -101,6 +103,8 @@ def test_every_status_event_pair(status: CallStatus, event: Event) -> None:
     notified = [e.status for e in effects if isinstance(e, Notify)]
     if isinstance(event, Cancel) and status in LIVE_STATUSES:
         assert notified == [] and new.status is status and new.cancel_requested == "canceled"
+    elif isinstance(event, Defer):  # waits, no status change: no event
+        assert notified == [] and new.status is status and new.scheduled_at == event.until
     else:
         assert notified == [new.status] and new.status is not status
 
@@ -217,6 +221,11 @@ def test_dispatch_outside_calling_hours_reschedules_instead_of_dialling() -> Non
     bypass = replace(call, bypass_call_guardrails=True)
     dialled, effects = advance(bypass, Dispatch(night, "a1"), rules)
     assert dialled.status is CallStatus.INITIATED and isinstance(effects[0], Dial)
+
+
+def test_defer_must_move_the_call_later() -> None:
+    with pytest.raises(IllegalTransition, match="later"):
+        advance(_call(CallStatus.QUEUED), Defer(AT, AT))
 
 
 def test_pending_statuses_are_exactly_the_dispatchable_ones() -> None:
