@@ -1,8 +1,8 @@
 """SQLite persistence: the only modules that speak SQL are this one and its ``store_*``.
 
 Schema changes are sqlite-utils ``Migrations`` (``store_schema``); the database runs in WAL
-mode. Every write is one ``BEGIN IMMEDIATE`` transaction, so a state change (call row, its
-attempts, one outbox row per ``Notify``) commits whole or not at all, and two processes on
+mode. Every write is one ``BEGIN IMMEDIATE`` transaction, so a state change (call row, the
+attempts inside it, one outbox row per ``Notify``) commits whole or not at all, and two processes on
 one file serialize on the write lock instead of failing on a stale snapshot. Hot-path
 writes are raw ``execute`` calls on sqlite-utils' connection: ``Table.insert`` runs schema
 queries per row, 2-6x the cost of the commit itself (ARCHITECTURE.md, section 7).
@@ -40,25 +40,26 @@ from .errors import ConfigError, NotFound, StoreError
 from .store_outbox import OutboxEvent, OutboxStore
 from .store_rows import (
     INSERT_CALL,
-    SELECT_ATTEMPTS,
     SELECT_CALL,
+    AttemptsText,
     Configs,
     Stamps,
-    attempt_rows,
     call_of,
     call_rows,
     dt_or_none,
+    live_start,
     ts,
 )
-from .store_schema import LIVE_IN, MIGRATIONS, PENDING_IN
+from .store_schema import LIVE, MIGRATIONS, PENDING_IN
 
 __all__ = ["MIGRATIONS", "OutboxEvent", "Store", "ts"]
-_PENDING_IN, _LIVE_IN = PENDING_IN, LIVE_IN  # the names tests and older callers import
+_PENDING_IN = PENDING_IN  # the name tests and older callers import
 
 T = TypeVar("T")
 Fn = Callable[[Call], tuple[Call, Sequence[Effect]]]
 
 _CACHE_MAX = 20_000  # calls kept in memory; the oldest written is dropped first
+_FINAL = frozenset(map(id, FINAL_STATUSES))
 
 
 class Store(OutboxStore):
@@ -70,7 +71,7 @@ class Store(OutboxStore):
         self._configs = Configs()
         self._ts = Stamps()
         self._calls = call_rows(self._configs, self._ts)
-        self._attempts = attempt_rows(self._ts)
+        self._attempts = AttemptsText(self._ts, _CACHE_MAX)
         self._cache: dict[str, Call] = {}  # as committed, valid while _version holds
         self._staged: dict[str, Call] = {}  # written by the open transaction
         self._json = ExecutionJson()  # outbox payloads, from text kept per call
@@ -186,8 +187,11 @@ class Store(OutboxStore):
         cache = self._cache
         for call_id, call in staged.items():
             cache.pop(call_id, None)
-            if call.status in FINAL_STATUSES:  # a final call is not transitioned
+            # A final call is not transitioned. (Members by id: a set of the members
+            # would hash each member in Python.)
+            if id(call.status) in _FINAL:
                 self._json.forget(call_id)
+                self._attempts.forget(call_id)
             else:
                 cache[call_id] = call
         staged.clear()
@@ -276,10 +280,10 @@ class Store(OutboxStore):
 
     def live_calls(self) -> list[Call]:
         """Calls that have an attempt on the wire (to reconcile after a restart)."""
-        return self._load_many(f"SELECT DISTINCT call_id FROM attempts WHERE {LIVE_IN}", ())
+        return self._load_many(f"SELECT id FROM calls WHERE {LIVE} ORDER BY live_at, id", ())
 
     def count_live(self) -> int:
-        return int(self._one(f"SELECT count(DISTINCT call_id) FROM attempts WHERE {LIVE_IN}")[0])
+        return int(self._one(f"SELECT count(*) FROM calls WHERE {LIVE}")[0])
 
     # ---- batches (minimal) --------------------------------------------------------------
     def create_batch(
@@ -333,7 +337,7 @@ class Store(OutboxStore):
         row = conn.execute(SELECT_CALL, (call_id,)).fetchone()
         if row is None:
             raise NotFound(f"no call {call_id!r}")
-        return call_of(row, conn.execute(SELECT_ATTEMPTS, (call_id,)).fetchall(), self._configs)
+        return call_of(row, self._configs)
 
     def _current(self, conn: sqlite3.Connection, call_id: str) -> Call:
         """The call as committed: remembered (see the module doc) or read."""
@@ -345,9 +349,8 @@ class Store(OutboxStore):
             return [self._load(conn, row[0]) for row in conn.execute(sql, args).fetchall()]
 
     def _insert_call(self, conn: sqlite3.Connection, call: Call, key: str | None) -> None:
-        conn.execute(INSERT_CALL, (*self._calls.values(call), key))
-        for attempt in call.attempts:
-            conn.execute(self._attempts.insert_sql, self._attempts.values(attempt))
+        live_at = self._ts.or_none(live_start(call.attempts))
+        conn.execute(INSERT_CALL, (*self._calls.values(call), key, live_at, self._attempts(call)))
         self._staged[call.id] = call
 
     def _apply(
@@ -359,29 +362,33 @@ class Store(OutboxStore):
         if new.id != old.id:
             raise StoreError(f"transition of call {old.id} returned call {new.id}")
         if new is not old:
-            update = self._calls.update(old, new)
+            if new.attempts is old.attempts:
+                update = self._calls.update(old, new)
+            else:
+                update = self._calls.update(old, new, *self._attempts_sets(old, new))
             if update is not None:
                 conn.execute(*update)
-            if new.attempts is not old.attempts:
-                self._write_attempts(conn, old, new)
             self._staged[new.id] = new
         if effects:
             self._write_effects(conn, new, effects)
         return new, effects
 
-    def _write_attempts(self, conn: sqlite3.Connection, old: Call, new: Call) -> None:
+    def _attempts_sets(self, old: Call, new: Call) -> tuple[tuple[str, ...], list[Any]]:
+        """The columns that write ``new``'s attempts: the text, and live_at if it moved.
+
+        Attempts are kept, ended or appended, never dropped or reordered.
+        """
         olds, news = old.attempts, new.attempts
-        for was, attempt in zip(olds, news, strict=False):
-            if was is not attempt:
-                if was.id != attempt.id:
-                    self._refuse(old, new)
-                update = self._attempts.update(was, attempt)
-                if update is not None:
-                    conn.execute(*update)
         if len(news) < len(olds):
             self._refuse(old, new)
-        for attempt in news[len(olds) :]:
-            conn.execute(self._attempts.insert_sql, self._attempts.values(attempt))
+        for was, attempt in zip(olds, news, strict=False):
+            if was is not attempt and was.id != attempt.id:
+                self._refuse(old, new)
+        text = self._attempts(new)
+        was_live, live = live_start(olds), live_start(news)
+        if live == was_live:  # calls_live untouched: a dial's ringing, answer
+            return ("attempts",), [text]
+        return ("attempts", "live_at"), [text, self._ts.or_none(live)]
 
     @staticmethod
     def _refuse(old: Call, new: Call) -> NoReturn:

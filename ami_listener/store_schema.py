@@ -5,11 +5,14 @@ and in WAL mode its cost grows with the b-tree pages it dirties: each is one mor
 written (and fsynced under ``synchronous=full``) and later checkpointed. So every index
 below is one that a query needs, and the ones only some rows need are partial:
 
-    outcome commit:  attempts row, attempts_live entry removed, calls row,
-                     outbox row                                     = 4 pages (was 7-8)
+    outcome commit:  calls row (its attempts inside it), calls_live entry removed,
+                     outbox row                                     = 3 pages (was 7-8)
 
-(a retry adds the calls_due entry). A new outbox event enters no index at all: see the
-outbox below and ``store_outbox`` for how delivery finds it.
+(a retry adds the calls_due entry). A call's attempts are a compact JSON column of its
+row, not rows of their own: an attempt is only ever read and written with its call, and
+as a table it cost every outcome commit a statement and two pages (its row and its
+``attempts_live`` entry). A new outbox event enters no index at all: see the outbox below
+and ``store_outbox`` for how delivery finds it.
 
 0001_initial was rewritten in place for this layout (the project has not been released;
 no database in the field has the earlier one).
@@ -25,9 +28,25 @@ MIGRATIONS = Migrations("ami_listener")
 # Written into partial indexes by 0001_initial and repeated verbatim by the queries that
 # must use them: SQLite uses a partial index only when the query repeats its WHERE term.
 # Literal, not derived from the enums, so the migration's text never changes; a test
-# checks they still name PENDING_STATUSES and LIVE_ATTEMPT_STATUSES.
+# checks it still names PENDING_STATUSES.
 PENDING_IN = "status IN ('queued', 'rescheduled', 'scheduled')"
-LIVE_IN = "status IN ('dialing', 'in-progress', 'ringing')"
+# A call has an attempt on the wire exactly when live_at (that attempt's started_at, as
+# the store writes it) is set; the term calls_live is written with.
+LIVE = "live_at IS NOT NULL"
+
+
+# The attempts view's columns: store_rows.ATTEMPT_FIELDS, the order of each attempt's array.
+_ATTEMPT_COLUMNS = ", ".join(
+    f"a.value ->> {i} AS {name}"
+    for i, name in enumerate(
+        (
+            "id", "number", "status", "started_at", "ended_at", "answered_at", "cause",
+            "cause_txt", "tech_cause", "dial_status", "originate_reason", "amd_status",
+            "amd_cause", "answered_by_voice_mail", "permanent", "reason", "decision",
+            "uniqueid",
+        )
+    )
+)  # fmt: skip
 
 
 @MIGRATIONS(name="0001_initial")
@@ -43,7 +62,18 @@ def _initial(db: Database) -> None:
             batch_id TEXT REFERENCES batches(id), webhook_url TEXT,
             bypass_call_guardrails INTEGER NOT NULL, answered_by_voice_mail INTEGER NOT NULL,
             error_message TEXT, timezone TEXT, cancel_requested TEXT,
-            idempotency_key TEXT) STRICT""",
+            idempotency_key TEXT, live_at TEXT, attempts TEXT NOT NULL) STRICT""",
+        # attempts: the call's attempts, oldest first, each a JSON array of the Attempt
+        # fields in order but call_id (store_rows.ATTEMPT_FIELDS); last, so scans that read
+        # the small columns skip over it. live_at: the started_at of its first live
+        # attempt, NULL when none is live; written only when it changes, so the index
+        # below is touched by a dial and by the outcome that ends it, nothing else.
+        f"CREATE INDEX calls_live ON calls(live_at) WHERE {LIVE}",
+        # The attempts as rows, with the columns of the table they once were, for the
+        # operator's SQL and the reads that walk every attempt (never the hot path).
+        # `->>` gives SQL values: JSON true/false as 1/0.
+        f"""CREATE VIEW attempts AS SELECT c.id AS call_id, {_ATTEMPT_COLUMNS}
+            FROM calls c, json_each(c.attempts) a""",  # noqa: S608 -- constants only
         # Partial: most calls have no key, and an entry per NULL would be a page per insert.
         # `idempotency_key = ?` implies IS NOT NULL, so the lookup uses it.
         "CREATE UNIQUE INDEX calls_key ON calls(idempotency_key) WHERE idempotency_key IS NOT NULL",
@@ -55,19 +85,6 @@ def _initial(db: Database) -> None:
         # would add pages to every commit. Listing by status walks calls_created instead.
         "CREATE INDEX calls_created ON calls(created_at, id)",
         "CREATE INDEX calls_batch ON calls(batch_id, created_at) WHERE batch_id IS NOT NULL",
-        # Keyed by what every query uses, (call_id, number), and clustered on it (WITHOUT
-        # ROWID): one b-tree, no rowid table beside it. Attempt ids are unique by
-        # construction (uuids made by the engine) and nothing looks attempts up by id, so
-        # id has no index of its own.
-        """CREATE TABLE attempts (call_id TEXT NOT NULL REFERENCES calls(id),
-            number INTEGER NOT NULL, id TEXT NOT NULL,
-            status TEXT NOT NULL, started_at TEXT NOT NULL, ended_at TEXT, answered_at TEXT,
-            cause INTEGER, cause_txt TEXT, tech_cause INTEGER, dial_status TEXT,
-            originate_reason INTEGER, amd_status TEXT, amd_cause TEXT,
-            answered_by_voice_mail INTEGER NOT NULL, permanent INTEGER NOT NULL,
-            reason TEXT, decision TEXT, uniqueid TEXT,
-            PRIMARY KEY (call_id, number)) STRICT, WITHOUT ROWID""",
-        f"CREATE INDEX attempts_live ON attempts(call_id) WHERE {LIVE_IN}",
         # seq (the rowid) is commit order, hence each call's order of events. Without
         # AUTOINCREMENT a new seq is max(seq) + 1: still above every stored event (outbox
         # rows are never deleted), and one page (sqlite_sequence) fewer per commit. The

@@ -3,11 +3,12 @@
 Plain functions over a ``Store`` (as ``store_api``), so they need no change to
 ``store.py``. All are reads: one deferred transaction (one snapshot) each.
 
-Costs: the metrics gauges use partial indexes (``calls_due``, ``attempts_live``,
+Costs: the metrics gauges use partial indexes (``calls_due``, ``calls_live``,
 ``outbox_pending``) and the outbox rows past its delivery cursor (events never tried yet),
 so a scrape stays cheap however many calls the database holds. The
-operator's views (``last_errors``, ``dead_events``, ``call_events``) may walk the attempts
-or outbox table: fine for a command typed at a terminal, not for a scrape.
+operator's views (``last_errors``, ``dead_events``, ``call_events``) may walk the calls
+(their attempts column) or outbox table: fine for a command typed at a terminal, not for
+a scrape.
 """
 
 # ruff: noqa: S608 -- SQL text here is built only from module constants;
@@ -21,14 +22,14 @@ from .core.models import AttemptStatus
 from .metrics import StoreGauges
 from .store import Store
 from .store_outbox import DEPTH, SELECT, OutboxEvent, event_of
-from .store_rows import dt_or_none, ts
-from .store_schema import LIVE_IN, PENDING_IN
+from .store_rows import attempts_of, dt_or_none, ts
+from .store_schema import LIVE, PENDING_IN
 
 
 def gauges(store: Store) -> StoreGauges:
     with store._read() as conn:
         depth = conn.execute(DEPTH).fetchone()[0]
-        live = conn.execute(f"SELECT count(DISTINCT call_id) FROM attempts WHERE {LIVE_IN}")
+        live = conn.execute(f"SELECT count(*) FROM calls WHERE {LIVE}")
         pending = conn.execute(f"SELECT count(*) FROM calls WHERE {PENDING_IN}")
         return StoreGauges(int(depth), int(live.fetchone()[0]), int(pending.fetchone()[0]))
 
@@ -98,7 +99,7 @@ class AttemptLine:
 _ATTEMPT_LINE = (
     "SELECT a.call_id, a.number, a.status, a.started_at, a.ended_at, a.reason, "
     "c.to_number, c.target FROM attempts a JOIN calls c ON c.id = a.call_id"
-)
+)  # attempts: the view over each call's attempts column (store_schema)
 _ERRORS_IN = f"a.status IN ('{AttemptStatus.ERROR.value}', '{AttemptStatus.FAILED.value}')"
 
 
@@ -113,10 +114,24 @@ def _lines(store: Store, sql: str, args: tuple[object, ...]) -> list[AttemptLine
 
 def live_attempts(store: Store, limit: int = 10) -> list[AttemptLine]:
     """Attempts on the wire, the oldest first (a stuck one shows at the top)."""
-    where = LIVE_IN.replace("status", "a.status", 1)
-    return _lines(
-        store, f"{_ATTEMPT_LINE} WHERE {where} ORDER BY a.started_at, a.call_id LIMIT ?", (limit,)
-    )
+    # Calls in calls_live order (their first live attempt's start), then their attempts:
+    # normally one live attempt per call, so `limit` calls give `limit` lines.
+    with store._read() as conn:
+        rows = conn.execute(
+            f"SELECT id, to_number, target, attempts FROM calls WHERE {LIVE} "
+            "ORDER BY live_at, id LIMIT ?",
+            (limit,),
+        ).fetchall()
+    lines = [
+        AttemptLine(
+            call_id, a.number, a.status.value, a.started_at, a.ended_at, a.reason, to, target
+        )
+        for call_id, to, target, text in rows
+        for a in attempts_of(call_id, text)
+        if a.live
+    ]
+    lines.sort(key=lambda line: (line.started_at, line.call_id))
+    return lines[:limit]
 
 
 def last_errors(store: Store, limit: int = 5) -> list[AttemptLine]:

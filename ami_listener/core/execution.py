@@ -11,7 +11,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from .models import Attempt, Call, RetryConfig
+from .models import LIVE_ATTEMPT_STATUSES, Attempt, Call, RetryConfig
 
 
 def iso(at: datetime | None) -> str | None:
@@ -97,12 +97,20 @@ def _jb(value: bool) -> str:
     return "true" if value is True else "false" if value is False else _dumps(value)
 
 
+_LIVE = tuple(LIVE_ATTEMPT_STATUSES)
+
+
+def _live(attempt: Attempt) -> bool:
+    """``attempt.live`` without hashing the enum (its hash is Python code; a hot path)."""
+    return attempt.status in _LIVE  # a tuple compares by identity first, then str ==: C
+
+
 def _entry(attempt: Attempt, at: str) -> str:
     """``history_entry(attempt)`` as JSON text, ``at`` its instant already encoded."""
     a = attempt
     return "".join(
         (
-            '{"attempt":', _jn(a.number), ',"status":', _str(a.status.value), ',"at":', at,
+            '{"attempt":', _jn(a.number), ',"status":', _str(a.status), ',"at":', at,
             ',"answered_by_voice_mail":', _jb(a.answered_by_voice_mail),
             ',"hangup_cause":', _jn(a.cause), ',"hangup_cause_text":', _js(a.cause_txt),
             ',"sip_code":', _jn(a.tech_cause), ',"dial_status":', _js(a.dial_status),
@@ -143,12 +151,12 @@ class ExecutionJson:
             provider_call_id = reason = code = "null"
         else:
             provider_call_id = _js(last.uniqueid)
-            reason = "null" if last.live else _js(last.reason)
+            reason = "null" if _live(last) else _js(last.reason)
             code = _jn(last.tech_cause)
         return "".join(
             (
                 p.head,
-                _str(call.status.value),
+                _str(call.status),  # a StrEnum is its value's text: no .value lookup
                 ',"error_message":',
                 _js(call.error_message),
                 ',"answered_by_voice_mail":',
@@ -250,7 +258,7 @@ class _Pieces:
         out = []
         i = 0
         for attempt in attempts:
-            if attempt.live:
+            if _live(attempt):
                 continue
             if i < len(entries) and entries[i][0] is attempt:
                 out.append(entries[i][1])

@@ -51,8 +51,11 @@ async def writer(tmp_path: Path) -> AsyncIterator[Writer]:
         yield w
 
 
-async def add(writer: Writer, call_id: str, due: datetime) -> None:
-    call, effects = new_call(call_id, REQUEST, due)
+async def add(writer: Writer, call_id: str, due: datetime, number: str | None = None) -> None:
+    # Each call its own number unless a test says otherwise: one number is never rung by
+    # two calls at once, which would hold the second call back.
+    request = REQUEST.model_copy(update={"recipient_phone_number": number or f"+1202555-{call_id}"})
+    call, effects = new_call(call_id, request, due)
     await writer(lambda s: s.create_call(call, effects))
 
 

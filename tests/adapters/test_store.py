@@ -19,7 +19,6 @@ import pytest
 from ami_listener.core.execution import execution_object
 from ami_listener.core.lifecycle import Effect, Notify, Schedule
 from ami_listener.core.models import (
-    LIVE_ATTEMPT_STATUSES,
     PENDING_STATUSES,
     Attempt,
     AttemptStatus,
@@ -28,7 +27,7 @@ from ami_listener.core.models import (
     RetryConfig,
 )
 from ami_listener.errors import ConfigError, IllegalTransition, NotFound, StoreError
-from ami_listener.store import _LIVE_IN, _PENDING_IN, MIGRATIONS, Store
+from ami_listener.store import _PENDING_IN, MIGRATIONS, Store
 from ami_listener.store_outbox import Settlement
 
 T0 = datetime(2026, 1, 26, 10, 0, tzinfo=UTC)
@@ -101,7 +100,8 @@ def test_open_creates_a_migrated_wal_database_and_migrate_is_idempotent(tmp_path
         assert store.db.execute("PRAGMA foreign_keys").fetchone()[0] == 1
         assert [m.name for m in MIGRATIONS.applied(store.db)] == ["0001_initial"]
         assert store.migrate() == []
-        assert {"calls", "attempts", "batches", "outbox"} <= set(store.db.table_names())
+        assert {"calls", "batches", "outbox"} <= set(store.db.table_names())
+        assert "attempts" not in store.db.table_names()  # they live in their call's row
     with Store.open(path, synchronous="normal") as store:
         assert store.db.execute("PRAGMA synchronous").fetchone()[0] == 1  # NORMAL
         assert len(MIGRATIONS.applied(store.db)) == 1
@@ -128,10 +128,6 @@ def test_partial_index_terms_name_the_model_status_sets() -> None:
     assert (
         "status IN ({})".format(", ".join(f"'{s.value}'" for s in sorted(PENDING_STATUSES)))
         == _PENDING_IN
-    )
-    assert (
-        "status IN ({})".format(", ".join(f"'{s.value}'" for s in sorted(LIVE_ATTEMPT_STATUSES)))
-        == _LIVE_IN
     )
 
 
@@ -162,7 +158,7 @@ def test_hot_queries_use_their_indexes(store: Store) -> None:
     ]
     assert not scans, plans
     joined = " ".join(plans.values())
-    for index in ("calls_due", "attempts_live", "outbox_pending"):
+    for index in ("calls_due", "calls_live", "outbox_pending"):
         assert index in joined, (index, plans)
     assert "SCAN outbox USING COVERING INDEX outbox_pending" in joined, plans
     assert "SEARCH outbox USING INTEGER PRIMARY KEY (rowid>?)" in joined, plans
@@ -548,11 +544,71 @@ def test_batches_store_their_calls_and_count_statuses(store: Store) -> None:
         store.create_call(make_call(9, batch_id="missing"), ())
 
 
+# ---- attempts inside the call row ---------------------------------------------------
+def test_attempts_are_in_their_call_row_and_live_at_follows_the_live_attempt(
+    store: Store,
+) -> None:
+    def live_at(call_id: str) -> str | None:
+        row = store.db.execute("SELECT live_at FROM calls WHERE id = ?", (call_id,))
+        return row.fetchone()[0]  # type: ignore[no-any-return]
+
+    store.create_call(make_call(1), ())
+    assert live_at("call-0001") is None and store.count_live() == 0
+    store.transition("call-0001", lambda c: dial(c, T0 + timedelta(seconds=5)))
+    assert live_at("call-0001") == "2026-01-26T10:00:05.000000+00:00"
+
+    def answer(call: Call) -> tuple[Call, tuple[Effect, ...]]:
+        last = replace(call.attempts[-1], status=AttemptStatus.IN_PROGRESS, answered_at=T0)
+        return replace(call, status=CallStatus.IN_PROGRESS, attempts=(last,)), ()
+
+    store.transition("call-0001", answer)  # still live: the same live_at
+    assert live_at("call-0001") == "2026-01-26T10:00:05.000000+00:00"
+    assert [c.id for c in store.live_calls()] == ["call-0001"] and store.count_live() == 1
+    store.transition("call-0001", busy)
+    assert live_at("call-0001") is None and store.count_live() == 0 and store.live_calls() == []
+    call, _ = store.transition("call-0001", lambda c: dial(c, T0 + timedelta(minutes=2)))
+    assert live_at("call-0001") == "2026-01-26T10:02:00.000000+00:00"
+    assert store.get_call("call-0001") == call
+    assert [a.number for a in call.attempts] == [1, 2]
+
+
+def test_the_attempts_view_shows_each_attempt_as_a_row(store: Store) -> None:
+    from ami_listener.store_rows import ATTEMPT_FIELDS
+
+    store.create_call(*dial(make_call(1)))
+    store.transition("call-0001", busy)
+    call, _ = store.transition("call-0001", dial)
+    cursor = store.db.execute("SELECT * FROM attempts ORDER BY number")
+    assert tuple(d[0] for d in cursor.description) == ("call_id", *ATTEMPT_FIELDS)
+    rows = cursor.fetchall()
+    assert [(r[0], r[2], r[3], r[7], r[14]) for r in rows] == [
+        ("call-0001", 1, "busy", 17, 0),
+        ("call-0001", 2, "dialing", None, 0),
+    ]
+    assert rows[0][1] == call.attempts[0].id
+    assert "attempts" not in store.db.table_names()  # a view: nothing written twice
+
+
+def test_an_attempt_of_another_call_is_refused(store: Store) -> None:
+    store.create_call(*dial(make_call(1)))
+    store.create_call(make_call(2), ())
+
+    other = store.get_call("call-0001").attempts[0]
+
+    def steal(call: Call) -> tuple[Call, tuple[Effect, ...]]:
+        return replace(call, attempts=(other,)), ()
+
+    with pytest.raises(StoreError, match="given to call-0002"):
+        store.transition("call-0002", steal)
+    assert store.get_call("call-0002").attempts == ()
+
+
 # ---- what a commit costs, and what the store remembers -------------------------------
-def test_an_outcome_commit_dirties_four_pages(tmp_path: Path) -> None:
+def test_an_outcome_commit_dirties_three_pages(tmp_path: Path) -> None:
     """WAL frames appended by outcome commits (a new outbox page now and then adds some):
-    attempts row and its attempts_live entry, calls row, outbox row (a new event is in no
-    index); a retry adds the calls_due entry. More means an index crept onto the hot path."""
+    calls row (its attempts inside it) and its calls_live entry, outbox row (a new event is
+    in no index); a retry adds the calls_due entry. More means an index crept onto the hot
+    path."""
 
     def complete(call: Call) -> tuple[Call, tuple[Effect, ...]]:
         at = call.updated_at + timedelta(seconds=30)
@@ -573,8 +629,8 @@ def test_an_outcome_commit_dirties_four_pages(tmp_path: Path) -> None:
             before = wal.stat().st_size
             store.transition(f"call-{n:04d}", fn)
             frames[fn.__name__].append((wal.stat().st_size - before) // frame)
-        assert statistics.median(frames["complete"]) == 4, frames
-        assert min(frames["busy"]) == 5, frames  # the outbox's own growth adds pages at times
+        assert statistics.median(frames["complete"]) == 3, frames
+        assert min(frames["busy"]) == 4, frames  # the outbox's own growth adds pages at times
 
 
 def test_a_commit_by_another_connection_is_seen_by_the_next_transition(tmp_path: Path) -> None:
@@ -595,11 +651,17 @@ def test_a_failed_write_leaves_nothing_remembered(store: Store) -> None:
 
     def clash(call: Call) -> tuple[Call, tuple[Effect, ...]]:
         new, effects = busy(call)
-        twin = replace(new.attempts[0], id="twin")  # same (call_id, number): a PK clash
+        return replace(new, batch_id="missing"), effects  # no such batch: a foreign key
+
+    def twin(call: Call) -> tuple[Call, tuple[Effect, ...]]:
+        new, effects = busy(call)
+        twin = replace(new.attempts[0], id="twin")  # a second attempt number 1
         return replace(new, attempts=(*new.attempts, twin)), effects
 
     with pytest.raises(StoreError, match="IntegrityError"):
         store.transition("call-0001", clash)
+    with pytest.raises(StoreError, match="attempt numbers must increase"):
+        store.transition("call-0001", twin)
     assert store.outbox_depth() == 1
     call, _ = store.transition("call-0001", lambda c: (c, ()))
     assert call == before == store.get_call("call-0001")
