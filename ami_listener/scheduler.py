@@ -148,7 +148,7 @@ class Scheduler:
         requests, a CSV with the same number twice): such a call waits ``BUSY_NUMBER_WAIT``
         and is looked at again; the live call's end wakes the scheduler anyway.
         """
-        busy = {call.to_number for call in store.live_calls()}
+        busy = store.live_numbers()
         return store.claim_due(now, limit, self._dispatch(now, due, busy))
 
     def _dispatch(

@@ -282,6 +282,12 @@ class Store(OutboxStore):
         """Calls that have an attempt on the wire (to reconcile after a restart)."""
         return self._load_many(f"SELECT id FROM calls WHERE {LIVE} ORDER BY live_at, id", ())
 
+    def live_numbers(self) -> set[str]:
+        """The numbers that have an attempt on the wire (the scheduler never rings them)."""
+        with self._read() as conn:
+            rows = conn.execute(f"SELECT to_number FROM calls WHERE {LIVE}").fetchall()
+        return {row[0] for row in rows}
+
     def count_live(self) -> int:
         return int(self._one(f"SELECT count(*) FROM calls WHERE {LIVE}")[0])
 
