@@ -11,6 +11,8 @@ import asyncio
 import re
 from dataclasses import dataclass, field
 
+from .sim_commands import ALL
+
 Message = list[tuple[str, str]]
 
 BANNER = b"Asterisk Call Manager/9.0.0\r\n"
@@ -19,29 +21,7 @@ BANNER = b"Asterisk Call Manager/9.0.0\r\n"
 MAX_MESSAGE_LINES = 1000
 """A peer that never sends the blank line must not grow our memory without bound."""
 
-EVENT_CLASSES = frozenset(
-    {
-        "system",
-        "call",
-        "log",
-        "verbose",
-        "command",
-        "agent",
-        "user",
-        "config",
-        "dtmf",
-        "reporting",
-        "cdr",
-        "dialplan",
-        "originate",
-        "agi",
-        "cc",
-        "aoc",
-        "test",
-        "security",
-        "message",
-    }
-)
+EVENT_CLASSES = ALL  # manager.c's permission classes: events carry one of them
 
 
 def encode(message: Message) -> bytes:
