@@ -26,6 +26,7 @@ from .core.models import VOICEMAIL, RetryableStatus, RetryConfig, normalize_numb
 from .core.policy import Rules, preview
 from .core.windows import recipient_zone
 from .errors import AutoretryError, ValidationError
+from .placing import field_errors
 from .store import Store
 
 PROG = "autoretry"
@@ -246,12 +247,11 @@ def _optional_settings(args: argparse.Namespace) -> Settings | None:
 
 
 def _pydantic_reason(exc: pydantic.ValidationError) -> str:
-    parts = []
-    for err in exc.errors(include_url=False, include_input=False):
-        where = ".".join(str(p) for p in err["loc"])
-        msg = err["msg"].removeprefix("Value error, ")
-        parts.append(f"{where}: {msg}" if where else msg)
-    return "; ".join(parts)
+    # The API's wording (placing.field_errors), so the CLI and POST /call say the same.
+    parts = [(e["field"], e["message"]) for e in field_errors(exc)]
+    return "; ".join(
+        message if field == "body" else f"{field}: {message}" for field, message in parts
+    )
 
 
 if __name__ == "__main__":

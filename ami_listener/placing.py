@@ -36,6 +36,11 @@ MAX_KEY_LENGTH = 255
 _MESSAGES = {
     "extra_forbidden": "unknown field",
     "missing": "required",
+    # pydantic names our classes here ("instance of RetryConfig"): say it in JSON's words
+    "model_type": "must be a JSON object",
+    "model_attributes_type": "must be a JSON object",
+    "dict_type": "must be a JSON object",
+    "bool_type": "must be true or false",
 }
 
 

@@ -281,7 +281,7 @@ class CallRequest(BaseModel):
     @classmethod
     def _aware(cls, value: datetime | None) -> datetime | None:
         if value is not None and value.utcoffset() is None:
-            raise ValueError("scheduled_at must carry a UTC offset (ISO 8601, e.g. ...Z)")
+            raise ValueError("needs a UTC offset (ISO 8601, e.g. 2026-01-26T10:00:00Z)")
         return value
 
     @field_validator("user_data", mode="before")

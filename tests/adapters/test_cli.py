@@ -337,7 +337,7 @@ def test_preview_applies_calling_hours_and_limit_from_config(
             ["--retry-config", '{"max_retries": 5}'],
             "max_retries: max_retries must be between 1 and 3",
         ),
-        (["--retry-config", '{"retries": 1}'], "--retry-config: retries: Extra inputs"),
+        (["--retry-config", '{"retries": 1}'], "--retry-config: retries: unknown field"),
         (["--retry-config", RETRY, "--number", "12"], "phone number '12' is not E.164"),
         (["--retry-config", RETRY, "--timezone", "Mars/Base"], "'Mars/Base' is not a known"),
     ],
