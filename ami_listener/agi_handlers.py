@@ -2,8 +2,9 @@
 
 A hook is a generator: it yields AGI command lines and is sent back each ``Reply``; its
 return value is a ``Verdict``. ``fastagi.py`` drives it over a socket, ``run_process``
-over stdin/stdout for the scripts in ``agi/``. So both transports run the same logic and
-the tests can play Asterisk's side exactly once.
+(``agi_protocol.py``, with the rest of the wire protocol) over stdin/stdout for the
+scripts in ``agi/``. So both transports run the same logic and the tests can play
+Asterisk's side exactly once.
 
 This module is imported by a fresh Python per call (process AGI), so it imports only what
 pyst2 already loaded (``re``, ``collections.abc``): no pydantic, aiohttp, sqlite, panoramisk.
@@ -17,7 +18,48 @@ split UserEvent fields, CR/LF end AGI and AMI lines.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Generator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+
+from .agi_protocol import (
+    CLOSED,
+    CONTROL,
+    Hook,
+    Reply,
+    ReplyReader,
+    Request,
+    Verdict,
+    clean,
+    parse_reply,
+    quote,
+    run_process,
+    run_script,
+)
+
+# Re-exported: fastagi.py, the agi/ scripts and tests import these from here.
+__all__ = [
+    "AMD_EVENT",
+    "CLOSED",
+    "MANAGE_EVENT",
+    "OURS",
+    "REPORT_EVENT",
+    "ROUTES",
+    "AmdParams",
+    "Hook",
+    "Refused",
+    "Reply",
+    "ReplyReader",
+    "Request",
+    "Verdict",
+    "amd_hook",
+    "clean",
+    "main_process",
+    "manage_hook",
+    "parse_amd_args",
+    "parse_reply",
+    "quote",
+    "report_hook",
+    "run_process",
+]
 
 AMD_EVENT = "AutoretryAMD"
 MANAGE_EVENT = "AutoretryManage"
@@ -29,76 +71,9 @@ _NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")  # config names (profiles, targets
 _NUMBER = re.compile(r"^\+?[0-9A-Za-z*#_.-]{1,32}$")  # the daemon validates it properly
 _SOUND = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_/.-]{0,127}$")  # as TargetSettings
 _CHANNEL = re.compile(r"^[A-Za-z0-9/@._;:+-]{1,128}$")  # a key of HANGUPCAUSE_KEYS()
-_WORD = re.compile(r"[^A-Za-z0-9_.+-]")  # what may survive into a UserEvent value
-_BAD = re.compile(r"[\x00-\x1f\x7f]")
 _TECH_CODE = re.compile(r"^(?:PJSIP|SIP)\s+([1-6][0-9][0-9])\b")
 _AMD_LIMIT_MS = 60_000
 _AMD_ARGS = ("initial_silence", "greeting", "after_greeting_silence", "total_analysis_time")
-
-
-class Reply:
-    """One AGI answer. ``code`` 0: the peer closed (or sent something unreadable).
-
-    Plain classes here, not dataclasses: building a dataclass costs ~1 ms at import, and
-    this module is imported by a new Python process for every call (bench/agi_hooks.py).
-    """
-
-    __slots__ = ("code", "data", "hangup", "result")
-
-    def __init__(self, code: int, result: str = "", data: str = "", hangup: bool = False):
-        self.code = code
-        self.result = result
-        self.data = data
-        self.hangup = hangup  # a HANGUP notification (the channel is gone) came before it
-
-    @property
-    def ok(self) -> bool:
-        return self.code == 200 and not self.result.startswith("-")
-
-    def hung_up(self) -> Reply:
-        return Reply(self.code, self.result, self.data, True)
-
-    def __repr__(self) -> str:
-        return f"Reply({self.code}, {self.result!r}, {self.data!r}, hangup={self.hangup})"
-
-
-CLOSED = Reply(0)
-_REPLY = re.compile(r"^(\d{3})(?:[ -](?:result=(\S*))?\s*(?:\((.*)\))?.*)?$")
-
-
-def parse_reply(line: str) -> Reply:
-    """``200 result=1 (abc123)`` -> Reply(200, "1", "abc123"); garbage -> CLOSED."""
-    match = _REPLY.match(line.rstrip("\r\n"))
-    if match is None:
-        return CLOSED
-    return Reply(int(match[1]), match[2] or "", match[3] or "")
-
-
-def quote(value: str) -> str:
-    """An AGI argument: res_agi's parse_args splits on blanks, groups "..." and takes
-    ``\\`` as an escape. CR/LF would end the command line, so they are refused."""
-    if _BAD.search(value):
-        raise ValueError("AGI argument contains a control character")
-    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
-
-
-def clean(value: str, limit: int = 64) -> str:
-    """A value safe inside a UserEvent body (no ``,`` ``|`` ``:`` blanks or controls)."""
-    return _WORD.sub("", value)[:limit]
-
-
-class Verdict:
-    """What a hook did, for logs and tests. ``status`` is also set as a channel variable."""
-
-    __slots__ = ("detail", "event", "status")
-
-    def __init__(self, status: str, detail: str = "", event: str = "") -> None:
-        self.status = status
-        self.detail = detail
-        self.event = event  # the UserEvent body published, if any
-
-    def __repr__(self) -> str:
-        return f"Verdict({self.status!r}, {self.detail!r})"
 
 
 class AmdParams:
@@ -134,29 +109,6 @@ class AmdParams:
     def amd_data(self) -> str:
         values = [getattr(self, name) for name in _AMD_ARGS]
         return ",".join("" if v is None else str(v) for v in values).rstrip(",")
-
-
-class Request:
-    """The ``agi_*`` block Asterisk sends first, and the arguments in it."""
-
-    __slots__ = ("args", "env")
-
-    def __init__(self, env: Mapping[str, str], args: tuple[str, ...] = ()) -> None:
-        self.env = env
-        self.args = args
-
-    @classmethod
-    def from_env(cls, env: Mapping[str, str]) -> Request:
-        args = []
-        for n in range(1, 64):
-            value = env.get(f"agi_arg_{n}")
-            if value is None:
-                break
-            args.append(value)
-        return cls(env, tuple(args))
-
-
-Hook = Generator[str, Reply, Verdict]
 
 
 class Refused(ValueError):
@@ -227,7 +179,7 @@ def _finish(status: str, detail: str = "", event: str = "") -> Hook:
     """Tell the dialplan (``${AUTORETRY_HOOK}``) and the console what happened."""
     yield "SET VARIABLE AUTORETRY_HOOK " + quote(status)
     if detail:
-        yield "VERBOSE " + quote("autoretry: " + _BAD.sub("?", detail)[:200]) + " 3"
+        yield "VERBOSE " + quote("autoretry: " + CONTROL.sub("?", detail)[:200]) + " 3"
     return Verdict(status, detail, event)
 
 
@@ -327,64 +279,6 @@ def report_hook(request: Request) -> Hook:
     return Verdict("PUBLISHED", "", event)
 
 
-class ReplyReader:
-    """Turns the lines Asterisk sends after a command into one ``Reply``: HANGUP
-    notifications (they come between commands, res_agi ``run_agi``) are noted and
-    skipped, a ``520-`` usage text is swallowed up to its ``520 `` end line."""
-
-    _MAX_LINES = 200  # a bound, against a peer that never sends a reply line
-
-    def __init__(self) -> None:
-        self.hangup = False
-        self._usage = False
-        self._lines = 0
-
-    def feed(self, line: str) -> Reply | None:
-        """The reply, once ``line`` completes it; "" (end of input) gives CLOSED."""
-        self._lines += 1
-        if not line or self._lines > self._MAX_LINES:
-            return CLOSED.hung_up() if self.hangup else CLOSED
-        text = line.rstrip("\r\n")
-        if self._usage:
-            return Reply(520, hangup=self.hangup) if text.startswith("520 ") else None
-        if text == "HANGUP":
-            self.hangup = True
-            return None
-        if text.startswith("520-"):
-            self._usage = True
-            return None
-        reply = parse_reply(text)
-        return reply.hung_up() if self.hangup else reply
-
-
-def run_process(
-    hook: Hook,
-    send: Callable[[str], None],
-    read_line: Callable[[], str],
-    hung_up: Callable[[], bool] = lambda: False,
-) -> Verdict:
-    """Drive ``hook`` over a line transport (process AGI: stdout/stdin). ``read_line``
-    returns "" at end of input, like ``file.readline``; ``hung_up`` says whether Asterisk
-    sent SIGHUP (its process-AGI form of the HANGUP notification)."""
-    try:
-        command = next(hook)
-        while True:
-            send(command + "\n")
-            reader = ReplyReader()
-            reply = None
-            while reply is None:
-                reply = reader.feed(read_line())
-            if hung_up() and not reply.hangup:
-                reply = reply.hung_up()
-            command = hook.send(reply)
-            if reply.code == 0:
-                hook.close()
-                return Verdict("HANGUP", "the peer closed")
-    except StopIteration as stop:
-        verdict: Verdict = stop.value
-        return verdict
-
-
 ROUTES: Mapping[str, Callable[[Request], Hook]] = {
     "amd": amd_hook,
     "manage": manage_hook,
@@ -393,41 +287,6 @@ ROUTES: Mapping[str, Callable[[Request], Hook]] = {
 """FastAGI path -> hook; the process scripts are ``agi/autoretry-<name>.py``."""
 
 
-class _Quiet:
-    """pyst2 writes its debugging (every env line, every command) to stderr, which
-    Asterisk copies to its console for every call; it goes nowhere here."""
-
-    def write(self, text: str) -> int:
-        return len(text)
-
-    def flush(self) -> None:
-        return None
-
-
 def main_process(route: str) -> int:
     """Entry point of the ``agi/`` scripts: run hook ``route`` over stdin/stdout."""
-    import signal
-    import sys
-
-    try:
-        from asterisk.agi import AGI  # pyst2: reads the agi_* block, handles SIGHUP
-    except ImportError as exc:
-        sys.stderr.write(f"autoretry {route}: pyst2 is missing for {sys.executable}: {exc}\n")
-        sys.stdout.write("FAILURE\n")  # Asterisk then sets AGISTATUS=FAILURE
-        return 1
-    agi = AGI(stdin=sys.stdin, stdout=sys.stdout, stderr=_Quiet())
-    hook = ROUTES[route](Request.from_env(agi.env))
-
-    def send(command: str) -> None:
-        agi.send_command(command)
-
-    try:
-        verdict = run_process(hook, send, sys.stdin.readline, lambda: bool(agi._got_sighup))
-    except OSError:  # Asterisk closed the pipe (the channel and the AGI are gone)
-        return 0
-    finally:
-        # Asterisk sends SIGHUP when the channel hangs up, also while we exit, when
-        # Python has put the default action (terminate) back: ignore it from here on.
-        signal.signal(signal.SIGHUP, signal.SIG_IGN)
-    sys.stderr.write(f"autoretry {route}: {verdict.status} {verdict.detail}\n")
-    return 0
+    return run_script(route, ROUTES)

@@ -16,21 +16,25 @@ An attempt ends when every channel it had is gone (a Local half implies its othe
 and the OriginateResponse has come. One that never got a channel (unknown technology,
 unregistered peer, a lost Originate) is ended by ``expire()``, which the listener calls
 every second or so: a failed OriginateResponse can overtake its channel's first events.
+The channels themselves (orphans, Local halves, links, the far end) live in ``ami_channels``.
 """
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+from .ami_channels import (
+    Channel,
+    ChannelTable,
+    age_key,
+    apply_channel_event,
+    as_int,
+    far_end,
+    text,
+)
 from .core.outcomes import AttemptFacts
-
-_UP = "6"
-_RINGING = "5"
-_MAX_ORPHANS = 20_000
-"""Channels not (yet) ours that we remember; a busy PBX's live channels, with room."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,36 +65,6 @@ Update = Ringing | Answered | Finished
 
 
 @dataclass(slots=True)
-class _Channel:
-    uniqueid: str
-    seen_at: datetime
-    name: str = ""
-    linkedid: str | None = None
-    attempt_id: str | None = None
-    ringing: bool = False
-    up: bool = False
-    gone: bool = False
-    cause: int | None = None
-    cause_txt: str | None = None
-    tech_cause: int | None = None
-    dial_status: str | None = None
-    links: set[str] = field(default_factory=set)
-    variables: dict[str, str] = field(default_factory=dict)
-    amd: tuple[str | None, str | None] | None = None
-
-    @property
-    def is_local(self) -> bool:
-        return self.name.startswith("Local/")
-
-    @property
-    def local_peer(self) -> str | None:
-        """The name of the other half of a Local channel (``;1`` <-> ``;2``)."""
-        if not self.is_local or self.name[-2:] not in (";1", ";2"):
-            return None
-        return self.name[:-1] + ("2" if self.name[-1] == "1" else "1")
-
-
-@dataclass(slots=True)
 class _Attempt:
     attempt_id: str
     call_id: str
@@ -111,35 +85,6 @@ class _Attempt:
     report: AttemptFacts | None = None  # from our dialplan's report hook (no channel events)
 
 
-# (uniqueid, linkedid, channel name, channel state) header names per channel an event names
-_ROLES = (
-    ("Uniqueid", "Linkedid", "Channel", "ChannelState"),
-    ("DestUniqueid", "DestLinkedid", "DestChannel", "DestChannelState"),
-    ("LocalOneUniqueid", "LocalOneLinkedid", "LocalOneChannel", "LocalOneChannelState"),
-    ("LocalTwoUniqueid", "LocalTwoLinkedid", "LocalTwoChannel", "LocalTwoChannelState"),
-)
-
-
-def _text(msg: Mapping[str, str], key: str) -> str | None:
-    value = msg.get(key)
-    return value if isinstance(value, str) and value and value != "<unknown>" else None
-
-
-def _int(value: str | None) -> int | None:
-    try:
-        return int(value) if value is not None else None
-    except ValueError:
-        return None
-
-
-def _age_key(uniqueid: str) -> tuple[int, int, str]:
-    """Asterisk Uniqueids are ``<epoch>.<sequence>``: later channels sort higher."""
-    head, _, tail = uniqueid.partition(".")
-    if head.isdigit() and tail.isdigit():
-        return (int(head), int(tail), "")
-    return (0, 0, uniqueid)
-
-
 class AttemptTracker:
     def __init__(
         self,
@@ -157,10 +102,7 @@ class AttemptTracker:
         self._by_action: dict[str, str] = {}
         self._by_call: dict[str, str] = {}
         self._by_linkedid: dict[str, str] = {}
-        self._chans: dict[str, _Channel] = {}
-        self._names: dict[str, str] = {}
-        self._orphans: OrderedDict[str, None] = OrderedDict()
-        self._orphans_by_linkedid: dict[str, set[str]] = {}
+        self._chans = ChannelTable()
 
     @property
     def channels_tracked(self) -> int:
@@ -224,8 +166,7 @@ class AttemptTracker:
             done.append(Finished(attempt.attempt_id, now, facts, None, detail=detail))
             self.forget(attempt.attempt_id)
         cutoff = now - older_than
-        for uniqueid in [u for u in self._orphans if self._chans[u].seen_at <= cutoff]:
-            self._drop_channel(uniqueid)
+        self._chans.drop_orphans(cutoff)
         return done
 
     def live_uniqueids(self) -> dict[str, frozenset[str]]:
@@ -246,7 +187,7 @@ class AttemptTracker:
         for linkedid in attempt.linkedids:
             self._by_linkedid.pop(linkedid, None)
         for uniqueid in attempt.channels:
-            self._drop_channel(uniqueid)
+            self._chans.drop(uniqueid)
 
     # ---- events -------------------------------------------------------------------
 
@@ -258,7 +199,7 @@ class AttemptTracker:
         elif name == "UserEvent" and msg.get("UserEvent") == self._report_event:
             self._reported(msg, touched)
         else:
-            chans = self._channels_of(msg, at)
+            chans = self._chans.of_event(msg, at)
             if not chans:
                 return []
             self._apply(name, msg, chans, touched)
@@ -266,78 +207,18 @@ class AttemptTracker:
                 self._attribute(chan, touched)
         return self._updates(touched, at)
 
-    def _channels_of(self, msg: Mapping[str, str], at: datetime) -> list[_Channel]:
-        chans = []
-        for uid_key, linked_key, name_key, state_key in _ROLES:
-            uniqueid = _text(msg, uid_key)
-            if uniqueid is None:
-                continue
-            chan = self._channel(uniqueid, at, _text(msg, name_key), _text(msg, linked_key))
-            state = msg.get(state_key)
-            chan.ringing |= state == _RINGING
-            chan.up |= state == _UP
-            chans.append(chan)
-        return chans
-
-    def _channel(
-        self, uniqueid: str, at: datetime, name: str | None, linkedid: str | None
-    ) -> _Channel:
-        chan = self._chans.get(uniqueid)
-        if chan is None:
-            chan = self._chans[uniqueid] = _Channel(uniqueid, at)
-            self._orphans[uniqueid] = None
-            if len(self._orphans) > _MAX_ORPHANS:
-                self._drop_channel(next(iter(self._orphans)))
-        elif chan.attempt_id is None:
-            self._orphans.move_to_end(uniqueid)
-        chan.seen_at = at
-        if name and not chan.name:
-            chan.name = name
-            self._names[name] = uniqueid
-            self._pair_local_halves(chan)
-        if linkedid and chan.linkedid is None:
-            chan.linkedid = linkedid
-            if chan.attempt_id is None:
-                self._orphans_by_linkedid.setdefault(linkedid, set()).add(uniqueid)
-        return chan
-
-    def _pair_local_halves(self, chan: _Channel) -> None:
-        peer = chan.local_peer
-        other = self._names.get(peer) if peer is not None else None
-        if other is not None:
-            self._link(chan, self._chans[other])
-
-    def _link(self, a: _Channel, b: _Channel) -> None:
-        a.links.add(b.uniqueid)
-        b.links.add(a.uniqueid)
-
     def _apply(
-        self, name: str | None, msg: Mapping[str, str], chans: list[_Channel], touched: set[str]
+        self, name: str | None, msg: Mapping[str, str], chans: list[Channel], touched: set[str]
     ) -> None:
-        first, last = chans[0], chans[-1]
-        if name == "Newstate" and msg.get("ChannelStateDesc") == "Ringing":
-            first.ringing = True
-        elif name == "Hangup":
-            first.gone = True
-            first.cause = _int(_text(msg, "Cause"))
-            first.cause_txt = _text(msg, "Cause-txt")
-            first.tech_cause = _int(_text(msg, "TechCause"))
-        elif name in ("DialBegin", "DialState", "DialEnd", "LocalBridge"):
-            if len(chans) == 2:
-                self._link(first, last)
-            status = msg.get("DialStatus")
-            if name == "DialState" and status == "RINGING":
-                last.ringing = True
-            elif name == "DialEnd" and status:
-                last.dial_status = status
-                last.up |= status == "ANSWER"
-        elif name == "VarSet":
+        apply_channel_event(name, msg, chans)
+        first = chans[0]
+        if name == "VarSet":
             variable = (msg.get("Variable") or "").lstrip("_")
             if variable.startswith((self._var_call_id, self._var_attempt)):
                 first.variables[variable] = msg.get("Value") or ""
         elif name == "UserEvent" and msg.get("UserEvent") == self._amd_event:
-            amd = (_text(msg, "AMDSTATUS"), _text(msg, "AMDCAUSE"))
-            attempt_id = _text(msg, self._var_attempt_id) or first.attempt_id
+            amd = (text(msg, "AMDSTATUS"), text(msg, "AMDCAUSE"))
+            attempt_id = text(msg, self._var_attempt_id) or first.attempt_id
             attempt = self._attempts.get(attempt_id) if attempt_id else None
             if attempt is None:
                 first.amd = amd  # kept with the channel until we learn whose it is
@@ -348,16 +229,16 @@ class AttemptTracker:
     def _reported(self, msg: Mapping[str, str], touched: set[str]) -> None:
         """The dialplan's report hook (call files' ``failed``/``h`` extensions). Used only
         when we saw no channel of the attempt: where the AMI user receives no call events."""
-        attempt_id = _text(msg, self._var_attempt_id)
+        attempt_id = text(msg, self._var_attempt_id)
         attempt = self._attempts.get(attempt_id) if attempt_id else None
         if attempt is None or attempt.channels:
             return
         answered = msg.get("DIALSTATUS") == "ANSWER" or msg.get("HOOK") == "h"
         attempt.report = AttemptFacts(
             answered=answered,
-            cause=_int(_text(msg, "HANGUPCAUSE")),
-            dial_status=_text(msg, "DIALSTATUS"),
-            originate_reason=_int(_text(msg, "REASON")),
+            cause=as_int(text(msg, "HANGUPCAUSE")),
+            dial_status=text(msg, "DIALSTATUS"),
+            originate_reason=as_int(text(msg, "REASON")),
         )
         touched.add(attempt.attempt_id)
 
@@ -368,18 +249,18 @@ class AttemptTracker:
             return
         attempt.responded_at = at
         attempt.originate_ok = msg.get("Response") == "Success"
-        attempt.originate_reason = _int(_text(msg, "Reason"))
+        attempt.originate_reason = as_int(text(msg, "Reason"))
         touched.add(attempt.attempt_id)
-        uniqueid = _text(msg, "Uniqueid")
+        uniqueid = text(msg, "Uniqueid")
         if uniqueid is not None:
             attempt.root = attempt.root or uniqueid
-            chan = self._channel(uniqueid, at, _text(msg, "Channel"), None)
+            chan = self._chans.channel(uniqueid, at, text(msg, "Channel"), None)
             chan.up |= attempt.originate_ok
             self._attach(chan, attempt, touched)
 
     # ---- attribution --------------------------------------------------------------
 
-    def _attribute(self, chan: _Channel, touched: set[str]) -> None:
+    def _attribute(self, chan: Channel, touched: set[str]) -> None:
         if chan.attempt_id is not None:
             touched.add(chan.attempt_id)
             return
@@ -400,7 +281,7 @@ class AttemptTracker:
         if attempt_id is not None:
             self._attach(chan, self._attempts[attempt_id], touched)
 
-    def _by_variables(self, chan: _Channel) -> str | None:
+    def _by_variables(self, chan: Channel) -> str | None:
         attempt_id = chan.variables.get(self._var_attempt_id)
         if attempt_id is not None:
             return attempt_id if attempt_id in self._attempts else None
@@ -408,10 +289,10 @@ class AttemptTracker:
         attempt_id = self._by_call.get(call_id) if call_id is not None else None
         if attempt_id is None:
             return None
-        number = _int(chan.variables.get(self._var_attempt))
+        number = as_int(chan.variables.get(self._var_attempt))
         return attempt_id if number in (None, self._attempts[attempt_id].number) else None
 
-    def _attach(self, chan: _Channel, attempt: _Attempt, touched: set[str]) -> None:
+    def _attach(self, chan: Channel, attempt: _Attempt, touched: set[str]) -> None:
         work = [chan]
         while work:
             chan = work.pop()
@@ -420,9 +301,7 @@ class AttemptTracker:
             chan.attempt_id = attempt.attempt_id
             attempt.channels.add(chan.uniqueid)
             touched.add(attempt.attempt_id)
-            self._orphans.pop(chan.uniqueid, None)
-            if chan.linkedid is not None:
-                self._orphans_by_linkedid.get(chan.linkedid, set()).discard(chan.uniqueid)
+            self._chans.adopted(chan)
             if chan.amd is not None:
                 attempt.amd_status, attempt.amd_cause = chan.amd
             if chan.uniqueid == attempt.channel_id:
@@ -432,27 +311,10 @@ class AttemptTracker:
                 work.extend(self._claim_linkedid(attempt, chan.uniqueid))
             work.extend(self._chans[u] for u in chan.links)
 
-    def _claim_linkedid(self, attempt: _Attempt, linkedid: str) -> Iterable[_Channel]:
+    def _claim_linkedid(self, attempt: _Attempt, linkedid: str) -> Iterable[Channel]:
         attempt.linkedids.add(linkedid)
         self._by_linkedid[linkedid] = attempt.attempt_id
-        return [self._chans[u] for u in self._orphans_by_linkedid.pop(linkedid, ())]
-
-    def _drop_channel(self, uniqueid: str) -> None:
-        chan = self._chans.pop(uniqueid, None)
-        if chan is None:
-            return
-        self._orphans.pop(uniqueid, None)
-        if self._names.get(chan.name) == uniqueid:
-            del self._names[chan.name]
-        if chan.linkedid is not None:
-            siblings = self._orphans_by_linkedid.get(chan.linkedid)
-            if siblings is not None:
-                siblings.discard(uniqueid)
-                if not siblings:
-                    del self._orphans_by_linkedid[chan.linkedid]
-        for other in chan.links:
-            if other in self._chans:
-                self._chans[other].links.discard(uniqueid)
+        return self._chans.orphans_of(linkedid)
 
     # ---- outcome ------------------------------------------------------------------
 
@@ -463,7 +325,7 @@ class AttemptTracker:
             if attempt is None:
                 continue
             chans = [self._chans[u] for u in attempt.channels]
-            far = self._far_end(chans)
+            far = far_end(chans)
             if not attempt.ringing_sent and any(c.ringing or c.up for c in chans):
                 attempt.ringing_sent = True
                 updates.append(Ringing(attempt_id, at))
@@ -476,7 +338,7 @@ class AttemptTracker:
                 self.forget(attempt_id)
         return updates
 
-    def _is_over(self, attempt: _Attempt, chans: list[_Channel]) -> bool:
+    def _is_over(self, attempt: _Attempt, chans: list[Channel]) -> bool:
         if attempt.action_id is not None and attempt.responded_at is None:
             return False
         if not chans:
@@ -489,30 +351,19 @@ class AttemptTracker:
             if not chan.gone:
                 return False
             peer = chan.local_peer
-            if peer is not None and self._names.get(peer) not in attempt.channels:
+            if peer is not None and self._chans.named(peer) not in attempt.channels:
                 return False  # the other half exists; we have not heard of it yet
         return True
 
     @staticmethod
-    def _far_end(chans: list[_Channel]) -> _Channel | None:
-        outside = [c for c in chans if not c.is_local]
-        if outside:
-            answered = [c for c in outside if c.up]
-            if answered:
-                return min(answered, key=lambda c: _age_key(c.uniqueid))
-            return max(outside, key=lambda c: _age_key(c.uniqueid))
-        halves = [c for c in chans if c.name.endswith(";2")] or chans
-        return max(halves, key=lambda c: _age_key(c.uniqueid)) if halves else None
-
-    @staticmethod
-    def _facts(attempt: _Attempt, chans: list[_Channel], far: _Channel | None) -> AttemptFacts:
+    def _facts(attempt: _Attempt, chans: list[Channel], far: Channel | None) -> AttemptFacts:
         if far is None and attempt.report is not None:
             return attempt.report
         dial_status = far.dial_status if far is not None else None
         if dial_status is None:
             dialed = [c for c in chans if c.dial_status is not None]
             if dialed:
-                dial_status = max(dialed, key=lambda c: _age_key(c.uniqueid)).dial_status
+                dial_status = max(dialed, key=lambda c: age_key(c.uniqueid)).dial_status
         trunk = None
         if far is not None and not far.is_local and "/" in far.name:
             trunk = far.name.split("/", 1)[1].rpartition("-")[0] or None

@@ -148,7 +148,10 @@ async def test_sigkill_in_flight_and_pending_loses_nothing(tmp_path: Path) -> No
         assert sim.max_concurrent(number) == 1, f"{number} rung twice at once"
         attempts = _rows(db, f"select number, status from attempts where call_id = '{call_id}'")
         dials = [d for d in sim.originates if d.number == number]
-        # every dial the simulator saw is one attempt row; no attempt was dialled twice
-        assert len(dials) == len(attempts), (call_id, dials, attempts)
+        # No attempt was dialled twice (at most one dial per attempt row). An attempt may be
+        # committed and then killed before its Originate went out: it ends `error`
+        # (outcome-lost) undialled; every other attempt was dialled exactly once.
+        lost = [a for a in attempts if a[1] == "error"]
+        assert len(attempts) - len(lost) <= len(dials) <= len(attempts), (call_id, dials, attempts)
     integrity = _rows(db, "pragma integrity_check")
     assert integrity == [("ok",)]
