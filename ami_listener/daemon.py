@@ -168,4 +168,7 @@ async def run(
             await asyncio.wait(inputs)
             await engine.drain()
             applier.cancel()
-            delivery.cancel()  # what it has in hand is written; the rest waits in the outbox
+            # Requests on the wire get their answer first, so what the receiver acknowledged
+            # is recorded and not sent again after the restart; the rest waits in the outbox.
+            await sender.drain(settings.webhooks.timeout_s)
+            delivery.cancel()

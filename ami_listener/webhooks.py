@@ -147,6 +147,8 @@ class WebhookSender:
         self._max_age = timedelta(seconds=settings.max_age_s)
         self._user_agent = f"asterisk-autoretry/{_version()}"
         self._poke = asyncio.Event()
+        self._answered = asyncio.Event()  # a worker finished a request
+        self._stopping = False
         self._busy: set[str] = set()  # calls with an event in flight or its result unwritten
         self._in_flight = 0
         self._checked: dict[str, str | None] = {}  # url -> check_url(url)
@@ -185,6 +187,7 @@ class WebhookSender:
             log.warning("webhooks: no secret configured, deliveries are sent UNSIGNED")
         self._busy.clear()  # a second run() (after a cancel) starts from the database
         self._ready = asyncio.Queue()
+        self._stopping = False
         session = self._session
         owned = session is None
         if session is None:
@@ -223,7 +226,11 @@ class WebhookSender:
             want = batch - queued if queued < batch // 4 else 0
             # The busy calls' heads come back too (still pending): ask past them.
             limit = len(self._busy) - len(done) + want if want else 0
-            events = await self._writer(partial(_settle_and_fetch, done=done, limit=limit))
+            # Shielded: a stop while this is queued for the database thread must not drop
+            # the results taken out of self._done (they would be sent again after a restart).
+            events = await asyncio.shield(
+                self._writer(partial(_settle_and_fetch, done=done, limit=limit))
+            )
             self._settled(done)
             if want:
                 next_at = None
@@ -234,6 +241,8 @@ class WebhookSender:
                     if event.next_at > now:
                         next_at = event.next_at  # sorted by next_at: the first is the soonest
                         break
+                    if self._stopping:
+                        break  # draining: nothing new goes out
                     self._busy.add(event.call_id)
                     self._ready.put_nowait(event)
             if self._done:
@@ -260,6 +269,23 @@ class WebhookSender:
                 self._in_flight -= 1
             self._done.append((event.call_id, result))
             self._poke.set()
+            self._answered.set()
+
+    async def drain(self, timeout_s: float) -> None:
+        """Before a clean stop: send nothing new, let requests on the wire get their answer
+        (at most ``timeout_s``), so that an event the receiver acknowledged is recorded as
+        delivered and not sent again after the restart. Then cancel ``run()``: it writes
+        the results in hand."""
+        self._stopping = True
+        while not self._ready.empty():  # taken from the outbox but not sent: stay pending
+            self._busy.discard(self._ready.get_nowait().call_id)
+        try:
+            async with asyncio.timeout(timeout_s):
+                while self._in_flight:
+                    self._answered.clear()
+                    await self._answered.wait()
+        except TimeoutError:
+            log.warning("webhooks: stopping with %d requests unanswered", self._in_flight)
 
     async def _attempt(self, session: aiohttp.ClientSession, event: OutboxEvent) -> Settlement:
         url = event.webhook_url or self._settings.url

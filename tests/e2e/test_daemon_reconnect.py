@@ -36,7 +36,7 @@ async def test_connection_drop_during_calls(tmp_path: Path) -> None:
         secret=SECRET,
         time_scale=0.2,
         ring_s=0.2,
-        answer_hold_s=8,  # 1.6 s scaled: outlives the disconnection
+        answer_hold_s=15,  # 3 s scaled: outlives the 1 s disconnection with room to spare
         script=script,
         seed=11,
     ) as sim:
