@@ -36,7 +36,6 @@ from panoramisk.ami_protocol import AMIProtocol
 from panoramisk.message import Message
 
 DEFAULT_VARIABLE_PREFIX = "AUTORETRY_"
-DEFAULT_AMD_EVENT = "AutoretryAMD"
 USER_EVENT_PREFIX = "Autoretry"  # AutoretryAMD, AutoretryManage, AutoretryReport
 
 TRACKED_EVENTS = frozenset(

@@ -282,7 +282,8 @@ class Engine:
             self._sending.discard(attempt.id)
 
     def _finish_now(self, attempt_id: str, why: str, at: datetime) -> None:
-        self._updates.put_nowait(tracked.Finished(attempt_id, at, AttemptFacts(), None, why))
+        # The tracker's own "no channel, here is why" ending (it also forgets the attempt).
+        self._updates.put_nowait(self.tracker.refused(attempt_id, why, at))
 
     def _arm_timer(self, attempt_id: str) -> None:
         """An attempt that hears nothing at all within ring time + grace is lost."""

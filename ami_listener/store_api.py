@@ -62,10 +62,6 @@ def create_keyed_call(
     return call, True, True
 
 
-def batch_state(store: Store, batch_id: str) -> str:
-    return str(store.get_batch(batch_id)["state"])
-
-
 def schedule_batch(store: Store, batch_id: str, at: datetime, now: datetime) -> int:
     """Make a created batch's calls due at ``at`` (a past ``at`` means ``now``).
 

@@ -123,10 +123,6 @@ class Rows:
         self.names = names
         self.get = attrgetter(*names)
         self.encoders = tuple(encoders.get(n) for n in names)
-        self.cols = ", ".join(names)
-        self.insert_sql = (
-            f"INSERT INTO {table} ({self.cols}) VALUES ({', '.join('?' * len(names))})"
-        )
         self._key = attrgetter(*key)
         self._where = " AND ".join(f"{k} = ?" for k in key)
         self._updates: dict[tuple[tuple[int, ...], tuple[str, ...]], str] = {}
