@@ -118,6 +118,7 @@ DEPTH = (
 )
 _STATE_IN = {"pending": "o.state IN ('new', 'pending')"}  # else o.state = ?
 _ADVANCE_CHUNK = 512
+_ADVANCE_SLACK = 8  # the first chunk: events settled, plus a few settled out of order
 _CURSOR = "SELECT seq FROM outbox_cursor"
 _FROM_CURSOR = "SELECT seq, call_id, state FROM outbox WHERE seq >= ? ORDER BY seq LIMIT ?"
 _BLOCKED = "SELECT 1 FROM outbox WHERE call_id = ? AND seq < ? AND state = 'pending' LIMIT 1"
@@ -176,7 +177,7 @@ class OutboxStore:
             rows.append((r.state, ts(r.at), r.error, int(r.attempted), *key))
         with self._tx() as conn:
             conn.executemany(SETTLE, rows)
-            advance_cursor(conn)
+            advance_cursor(conn, len(rows))
 
     def outbox_get(self, event_id: str) -> OutboxEvent:
         key = parse_event_id(event_id)
@@ -242,17 +243,21 @@ class OutboxStore:
             advance_cursor(conn)
 
 
-def advance_cursor(conn: sqlite3.Connection) -> None:
+def advance_cursor(conn: sqlite3.Connection, settled: int = 1) -> None:
     """Move outbox_cursor up to the first new event that heads its call (see the module
     doc); new events it passes that wait behind a pending one of their call become pending.
 
-    Reads from the cursor in chunks: events settle about in seq order, so this is the few
-    settled since the last call (plus, while the cursor's event is in flight, those settled
-    after it). Run in the transaction that settled events, after their updates.
+    Reads from the cursor in chunks: events settle about in seq order, so this is the
+    ``settled`` events just written (plus, while the cursor's event is in flight, those
+    settled after it). The first chunk is sized for them, and chunks double from there:
+    rows past the cursor's stop are read for nothing (a whole event each, payload
+    included, once the rows no longer fit in the page cache). Run in the transaction that
+    settled events, after their updates.
     """
     start = seq = conn.execute(_CURSOR).fetchone()[0]
+    chunk = min(_ADVANCE_CHUNK, settled + _ADVANCE_SLACK)
     while True:
-        rows = conn.execute(_FROM_CURSOR, (seq, _ADVANCE_CHUNK)).fetchall()
+        rows = conn.execute(_FROM_CURSOR, (seq, chunk)).fetchall()
         for row_seq, call_id, state in rows:
             if state == "new":
                 if conn.execute(_BLOCKED, (call_id, row_seq)).fetchone() is None:
@@ -261,7 +266,8 @@ def advance_cursor(conn: sqlite3.Connection) -> None:
                 conn.execute("UPDATE outbox SET state = 'pending' WHERE seq = ?", (row_seq,))
             seq = row_seq + 1
         else:
-            if len(rows) == _ADVANCE_CHUNK:
+            if len(rows) == chunk:
+                chunk = min(_ADVANCE_CHUNK, 2 * chunk)
                 continue
         break
     if seq != start:

@@ -47,7 +47,7 @@ from .config_sections import WebhooksSettings
 from .metrics import Metrics
 from .store import OutboxEvent, Store
 from .store_outbox import Settlement
-from .webhooks_sign import SIGNATURE_HEADER, sign, verify
+from .webhooks_sign import SIGNATURE_HEADER, Signer, sign, verify
 from .writer import Writer
 
 __all__ = ["WebhookSender", "check_url", "safe_url", "sign", "verify"]
@@ -103,6 +103,11 @@ def check_url(url: str, allow_hosts: frozenset[str]) -> str | None:
     return None
 
 
+def _signer(settings: WebhooksSettings) -> Signer | None:
+    secret = settings.secret
+    return Signer(secret.get_secret_value().encode()) if secret else None
+
+
 def _describe(exc: BaseException, timeout_s: float) -> str:
     if isinstance(exc, TimeoutError):
         return f"timed out after {timeout_s:g} s"
@@ -141,7 +146,7 @@ class WebhookSender:
         self._session = session
         self._on_settled = on_settled
         self._poll_s = poll_s
-        self._secret = settings.secret.get_secret_value().encode() if settings.secret else None
+        self._signer = _signer(settings)
         self._allow = frozenset(h.lower() for h in settings.allow_hosts)
         self._timeout = aiohttp.ClientTimeout(total=settings.timeout_s)
         self._max_age = timedelta(seconds=settings.max_age_s)
@@ -162,7 +167,7 @@ class WebhookSender:
         """New URL, secret, allow-list, timeout and age apply to the next delivery
         (``concurrency`` keeps its value until a restart: the workers are running)."""
         self._settings = settings
-        self._secret = settings.secret.get_secret_value().encode() if settings.secret else None
+        self._signer = _signer(settings)
         self._allow = frozenset(h.lower() for h in settings.allow_hosts)
         self._timeout = aiohttp.ClientTimeout(total=settings.timeout_s)
         self._max_age = timedelta(seconds=settings.max_age_s)
@@ -183,7 +188,7 @@ class WebhookSender:
             s.timeout_s,
             s.max_age_s,
         )
-        if self._secret is None:
+        if self._signer is None:
             log.warning("webhooks: no secret configured, deliveries are sent UNSIGNED")
         self._busy.clear()  # a second run() (after a cancel) starts from the database
         self._ready = asyncio.Queue()
@@ -306,8 +311,8 @@ class WebhookSender:
             "X-Autoretry-Event-Id": event.id,
             "X-Autoretry-Event": event.status,
         }
-        if self._secret is not None:
-            headers[SIGNATURE_HEADER] = sign(self._secret, body, int(self._clock().timestamp()))
+        if self._signer is not None:
+            headers[SIGNATURE_HEADER] = self._signer(body, int(self._clock().timestamp()))
         try:
             async with session.post(
                 url, data=body, headers=headers, allow_redirects=False, timeout=self._timeout

@@ -27,6 +27,7 @@ from ami_listener.core.models import CallRequest
 from ami_listener.store import Store
 from ami_listener.store_outbox import Settlement
 from ami_listener.webhooks import NO_URL, WebhookSender, check_url, sign, verify
+from ami_listener.webhooks_sign import Signer
 from ami_listener.writer import Writer
 
 from .webhook_receiver import T0, Clock, Received, Receiver, scripted
@@ -123,6 +124,14 @@ def test_sign_verify_round_trip_and_refusals() -> None:
     both = f"{header},v1={sign(b'k2', body, 1_769_421_600).split('v1=')[1]}"
     assert verify(b"k1", both, body, now=1_769_421_600)
     assert verify(b"k2", both, body, now=1_769_421_600)
+
+
+def test_signer_reuses_its_key_and_signs_as_sign_does() -> None:
+    signer = Signer(b"k1")
+    bodies = [b"", b'{"id":"c1"}', "é".encode() * 3000]
+    for i, body in enumerate(bodies):  # the keyed state is copied, never consumed
+        assert signer(body, 1_769_421_600 + i) == sign(b"k1", body, 1_769_421_600 + i)
+    assert "k1" not in repr(signer)
 
 
 # The receiver's side, exactly as the README shows it: stdlib only, ten lines.
