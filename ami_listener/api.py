@@ -98,7 +98,7 @@ def create_app(
     if metrics is not None:
         app[METRICS] = metrics
         router.add_get("/metrics", metrics_text)
-    app[SPEC] = build_spec(_version())
+    app[SPEC] = build_spec(_version(), metrics=metrics is not None)
     return app
 
 

@@ -215,10 +215,12 @@ OPERATIONS = (
     Op("get", "/openapi.json", "This description", None),
     Op("post", "/wake", "Another process changed the database: look again", None, "204"),
 )  # fmt: skip
+# Served only when the daemon keeps metrics (create_app(metrics=...)).
+METRICS_OP = Op("get", "/metrics", "Prometheus metrics, text exposition format 0.0.4", "text/plain")
 
 
 def _schema(answer: str | None) -> dict[str, Any]:
-    if answer is None:
+    if answer is None or answer == "text/plain":
         return {"type": "object"}
     if answer.startswith("["):
         return {"type": "array", "items": _schema(answer.strip("[]"))}
@@ -226,6 +228,8 @@ def _schema(answer: str | None) -> dict[str, Any]:
 
 
 def _json(answer: str | None) -> dict[str, Any]:
+    if answer == "text/plain":
+        return {"text/plain": {"schema": {"type": "string"}}}
     return {"application/json": {"schema": _schema(answer)}}
 
 
@@ -250,11 +254,11 @@ def _operation(op: Op) -> dict[str, Any]:
     return operation
 
 
-def build_spec(version: str) -> dict[str, Any]:
-    """The OpenAPI document (a JSON-ready dict)."""
+def build_spec(version: str, *, metrics: bool = False) -> dict[str, Any]:
+    """The OpenAPI document (a JSON-ready dict); ``metrics``: list ``GET /metrics`` too."""
     _, defs = models_json_schema([(m, "validation") for m in _MODELS], ref_template=REF)
     paths: dict[str, dict[str, Any]] = {}
-    for op in OPERATIONS:
+    for op in (*OPERATIONS, METRICS_OP) if metrics else OPERATIONS:
         paths.setdefault(op.path, {})[op.method] = _operation(op)
     return {
         "openapi": "3.1.0",

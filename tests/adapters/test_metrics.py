@@ -230,6 +230,16 @@ async def test_no_metrics_no_route(tmp_path: Path) -> None:
     async with serving(tmp_path, None) as api:
         resp = await api.client.get("/metrics", headers=AUTH)
         assert resp.status == 404
+        spec = await (await api.client.get("/openapi.json", headers=AUTH)).json()
+    assert "/metrics" not in spec["paths"]
+
+
+async def test_openapi_lists_metrics_when_served(tmp_path: Path) -> None:
+    async with serving(tmp_path, Metrics()) as api:
+        spec = await (await api.client.get("/openapi.json", headers=AUTH)).json()
+    content = spec["paths"]["/metrics"]["get"]["responses"]["200"]["content"]
+    assert content == {"text/plain": {"schema": {"type": "string"}}}
+    assert "security" not in spec["paths"]["/metrics"]["get"]  # the token, as everywhere
 
 
 @pytest.mark.parametrize("status", [AttemptStatus.COMPLETED, AttemptStatus.FAILED])
