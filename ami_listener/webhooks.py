@@ -120,8 +120,10 @@ def _describe(exc: BaseException, timeout_s: float) -> str:
 async def _drain(resp: aiohttp.ClientResponse) -> None:
     # A fully read small body returns the connection to the pool; a big one is cut off
     # (the connection is then closed rather than reused, which is the right trade).
+    content = resp.content
     left = MAX_RESPONSE_BYTES
-    while left > 0 and (chunk := await resp.content.read(left)):
+    # at_eof: the usual small body came whole in the first read; no second await for b"".
+    while left > 0 and not content.at_eof() and (chunk := await content.read(left)):
         left -= len(chunk)
 
 

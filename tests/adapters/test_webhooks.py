@@ -342,6 +342,19 @@ async def test_redirect_is_not_followed(tmp_path: Path) -> None:
     assert [r.path for r in rx.requests] == ["/hook"]
 
 
+async def test_small_answers_reuse_the_connection_a_big_one_is_cut_off(tmp_path: Path) -> None:
+    db = tmp_path / "a.db"
+    async with Receiver(scripted("200", "200", "big", "200")) as rx:
+        for i in range(4):
+            place(db, f"c{i}", rx.url)
+        async with sending(db, settings(concurrency=1), Clock()) as (_, results):
+            await results.until(4)
+    assert [r.state for r in results.items] == ["delivered"] * 4  # a big body is still a 2xx
+    peers = [r.peer for r in rx.requests]
+    assert peers[0] == peers[1] == peers[2]  # read whole: the connection went back to the pool
+    assert peers[3] != peers[2]  # read in part (256 KiB > 64 KiB): closed, a new one
+
+
 async def test_connection_refused_is_a_retry_not_an_exception(tmp_path: Path) -> None:
     db = tmp_path / "a.db"
     place(db, "c1", f"http://127.0.0.1:{closed_port()}/hook")

@@ -32,10 +32,12 @@ class Received:
     headers: dict[str, str]
     body: bytes
     answer: str = ""
+    peer: object = None  # the client's (host, port): which connection carried it
 
 
 # What to answer the n-th request (0-based): an HTTP status ("500"), "hang" (hold the
-# request until the test ends; the sender times out), or "302" (a redirect to /elsewhere).
+# request until the test ends; the sender times out), "302" (a redirect to /elsewhere),
+# or "big" (200 with a body larger than the sender reads).
 Script = Callable[[int, Received], str]
 
 
@@ -61,6 +63,7 @@ class Receiver:
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         got = Received(request.path, dict(request.headers), await request.read())
+        got.peer = request.transport.get_extra_info("peername") if request.transport else None
         got.answer = self.script(len(self.requests), got)
         self.requests.append(got)
         self._arrived.set()
@@ -69,6 +72,8 @@ class Receiver:
             return web.Response(status=200)
         if got.answer == "302":
             raise web.HTTPFound(f"http://127.0.0.1:{self.port}/elsewhere")
+        if got.answer == "big":
+            return web.Response(status=200, body=b"x" * (256 * 1024))
         return web.Response(status=int(got.answer), text="ok")
 
     async def until(self, predicate: Callable[[], bool], limit_s: float = 10) -> None:
