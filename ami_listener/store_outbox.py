@@ -20,6 +20,14 @@ Settling moves the cursor up to the first new event that is its call's head; a n
 it passes that waits behind its call's pending one becomes pending itself (same
 ``next_at``, still untried), so one receiver that is down cannot pin the cursor. A call's
 head is its lowest-seq event of either kind; readers see ``new`` as ``pending``.
+
+A fetch (``outbox_due``) costs what it returns, not the backlog. A call's pending events
+are all below its new ones (an event is tried only as its call's head, inserts take a seq
+above all, and the cursor turns a new event pending only behind a pending one), so a call
+with a pending event has its head there, and any other call's head is its first new event.
+Pending heads come from ``outbox_pending`` alone; new heads from the rowid range at the
+cursor, read in seq order only until ``limit`` due ones are found; the whole rows (payload
+included) are read for the events returned.
 """
 
 # ruff: noqa: S608 -- SQL text here is built only from module constants.
@@ -107,11 +115,23 @@ UNDELIVERED = (
     "WHERE seq >= (SELECT seq FROM outbox_cursor) AND state = 'new'"
 )
 HEADS = f"SELECT min(seq) AS seq, next_at FROM ({UNDELIVERED}) GROUP BY call_id"
-DUE = (
-    f"{SELECT} JOIN ({HEADS}) heads ON heads.seq = o.seq WHERE heads.next_at <= ? "
-    "ORDER BY heads.next_at, heads.seq LIMIT ?"
-)
+# Reads the whole backlog (no index orders new events by next_at); only tests ask.
 NEXT_AT = f"SELECT min(next_at) FROM ({HEADS})"
+# outbox_due's three reads. The due pending heads, from outbox_pending alone:
+_PENDING_DUE = (
+    "SELECT next_at, seq FROM (SELECT min(seq) AS seq, next_at FROM outbox "
+    "WHERE state = 'pending' GROUP BY call_id) WHERE next_at <= ? ORDER BY next_at, seq LIMIT ?"
+)
+# New events in seq order, those of calls with a pending event left out (an index probe
+# each): the first one per call left is its head. Read lazily, only as far as needed.
+_NEW_UNBLOCKED = (
+    "SELECT o.seq, o.call_id, o.next_at FROM outbox o "
+    "WHERE o.seq >= (SELECT seq FROM outbox_cursor) AND o.state = 'new' AND NOT EXISTS "
+    "(SELECT 1 FROM outbox p WHERE p.call_id = o.call_id AND p.state = 'pending') ORDER BY o.seq"
+)
+# The events chosen, whole: a rowid lookup each (seqs as a JSON array). Put in order in
+# Python: an ORDER BY here would copy each row, payload included, into a sorter.
+_CHOSEN = f"{SELECT} WHERE o.seq IN (SELECT value FROM json_each(?))"
 DEPTH = (
     "SELECT (SELECT count(*) FROM outbox WHERE state = 'pending') + (SELECT count(*) "
     "FROM outbox WHERE seq >= (SELECT seq FROM outbox_cursor) AND state = 'new')"
@@ -141,8 +161,24 @@ class OutboxStore:
         raise NotImplementedError  # Store's: one transaction, see store.py
 
     def outbox_due(self, now: datetime, limit: int) -> list[OutboxEvent]:
-        """Events to deliver now: each call's oldest pending event, if due."""
-        return self._events(DUE, (ts(now), limit))
+        """Events to deliver now: each call's oldest pending event, if due; at most
+        ``limit``, in (next_at, seq) order (the sender stops at the first one not due).
+
+        Past ``limit`` due heads, new ones are taken in seq order: the same events as
+        sorting every call's head would give, as long as new events' next_at (their
+        commit time) rises with seq.
+        """
+        if limit <= 0:
+            return []
+        at = ts(now)
+        with self._tx("BEGIN") as conn:  # one snapshot for the three reads
+            heads = conn.execute(_PENDING_DUE, (at, limit)).fetchall()
+            heads += _new_heads(conn, at, limit)
+            heads.sort()
+            order = [seq for _, seq in heads[:limit]]
+            rows = conn.execute(_CHOSEN, (f"[{','.join(map(str, order))}]",)).fetchall()
+        by_seq = {row[0]: row for row in rows}
+        return [event_of(by_seq[seq]) for seq in order if seq in by_seq]
 
     def outbox_delivered(self, event_id: str, at: datetime) -> None:
         self._outbox_set(
@@ -241,6 +277,29 @@ class OutboxStore:
             if cur.rowcount == 0:
                 raise NotFound(f"no outbox event {event_id!r}")
             advance_cursor(conn)
+
+
+def _new_heads(conn: sqlite3.Connection, at: str, limit: int) -> list[tuple[str, int]]:
+    """(next_at, seq) of the first ``limit`` due heads among new events, in seq order.
+
+    Rows are stepped one at a time and the statement closed at the stop: nothing past
+    the last head is read (a backlog can be 100k events, payload pages included).
+    """
+    heads: list[tuple[str, int]] = []
+    seen: set[str] = set()  # calls whose head went by, due or not
+    cur = conn.execute(_NEW_UNBLOCKED)
+    try:
+        for seq, call_id, next_at in cur:
+            if call_id in seen:
+                continue
+            seen.add(call_id)
+            if next_at <= at:
+                heads.append((next_at, seq))
+                if len(heads) == limit:
+                    break
+    finally:
+        cur.close()
+    return heads
 
 
 def advance_cursor(conn: sqlite3.Connection, settled: int = 1) -> None:
