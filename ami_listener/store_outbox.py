@@ -13,6 +13,10 @@ pay a page for it). Undelivered events are of two kinds:
   always takes a seq above all stored ones and the cursor only moves past events that are
   no longer new. Delivery reads the rowid range from the cursor on: the new events plus
   those settled after the cursor's (a few, since events are tried about in seq order).
+  A new event delivered at its first try keeps its row as it is ('new', attempts 0) and
+  gets a row in ``outbox_acked`` (seq, delivered_at): settling a batch writes a page of
+  those instead of rewriting a page per ~3 events (rows hold the payload). Readers see it
+  as 'delivered' with one attempt (``SELECT``), and every "new" query leaves it out.
 - ``pending``: tried and due again at ``next_at``, or replayed; in the small partial
   index ``outbox_pending``.
 
@@ -33,11 +37,12 @@ included) are read for the events returned.
 # ruff: noqa: S608 -- SQL text here is built only from module constants.
 from __future__ import annotations
 
+import json
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from .errors import NotFound, StoreError
@@ -98,11 +103,17 @@ def event_of(row: tuple[Any, ...]) -> OutboxEvent:
 
 
 INSERT = "INSERT INTO outbox (call_id, status, payload, created_at, next_at) VALUES (?, ?, ?, ?, ?)"
+# An event in outbox_acked was delivered at its first try; its row still says 'new'.
+_STATE = "CASE WHEN a.seq IS NULL THEN o.state ELSE 'delivered' END"
+_ACKED = "LEFT JOIN outbox_acked a ON a.seq = o.seq"
 SELECT = (
-    "SELECT o.seq, o.call_id, o.status, o.payload, o.created_at, o.attempts, "
-    "o.next_at, o.state, o.last_error, coalesce(c.webhook_url, b.webhook_url) "
-    "FROM outbox o JOIN calls c ON c.id = o.call_id LEFT JOIN batches b ON b.id = c.batch_id"
+    "SELECT o.seq, o.call_id, o.status, o.payload, o.created_at, "
+    f"o.attempts + (a.seq IS NOT NULL), o.next_at, {_STATE}, o.last_error, "
+    "coalesce(c.webhook_url, b.webhook_url) "
+    f"FROM outbox o {_ACKED} JOIN calls c ON c.id = o.call_id "
+    "LEFT JOIN batches b ON b.id = c.batch_id"
 )
+_NOT_ACKED = "NOT EXISTS (SELECT 1 FROM outbox_acked a WHERE a.seq = o.seq)"
 # Each call's head: its oldest undelivered event, and when it is due. Per-call delivery
 # order: a later event waits behind its head. A dead event is not pending, so it does not
 # block the events after it (a receiver that is down for good must not freeze a call's
@@ -111,44 +122,82 @@ SELECT = (
 # SQLite takes the bare next_at from the row that has the min(seq).
 UNDELIVERED = (
     "SELECT call_id, seq, next_at FROM outbox WHERE state = 'pending' "
-    "UNION ALL SELECT call_id, seq, next_at FROM outbox "
-    "WHERE seq >= (SELECT seq FROM outbox_cursor) AND state = 'new'"
+    "UNION ALL SELECT call_id, seq, next_at FROM outbox o "
+    f"WHERE seq >= (SELECT seq FROM outbox_cursor) AND state = 'new' AND {_NOT_ACKED}"
 )
 HEADS = f"SELECT min(seq) AS seq, next_at FROM ({UNDELIVERED}) GROUP BY call_id"
 # Reads the whole backlog (no index orders new events by next_at); only tests ask.
 NEXT_AT = f"SELECT min(next_at) FROM ({HEADS})"
-# outbox_due's three reads. The due pending heads, from outbox_pending alone:
+# outbox_due's reads. Each returns ONE row, its rows as a JSON array: the database thread
+# lets go of the GIL around every step of a statement and must win it back from the event
+# loop after each, so a statement per row, or a row per step, costs a GIL round trip per
+# event (measured: most of the webhook sender's database time). The due pending heads,
+# from outbox_pending alone:
+# (``?3``: the calls to leave out, a JSON array: those the sender has an event of in hand.)
 _PENDING_DUE = (
-    "SELECT next_at, seq FROM (SELECT min(seq) AS seq, next_at FROM outbox "
-    "WHERE state = 'pending' GROUP BY call_id) WHERE next_at <= ? ORDER BY next_at, seq LIMIT ?"
+    "SELECT json_group_array(json_array(next_at, seq)) FROM (SELECT next_at, seq FROM "
+    "(SELECT min(seq) AS seq, next_at, call_id FROM outbox WHERE state = 'pending' "
+    "GROUP BY call_id) WHERE next_at <= ?1 AND call_id NOT IN (SELECT value FROM json_each(?3)) "
+    "ORDER BY next_at, seq LIMIT ?2)"
 )
-# New events in seq order, those of calls with a pending event left out (an index probe
-# each): the first one per call left is its head. Read lazily, only as far as needed.
+# New events in seq order from ``seq`` on, those of calls with a pending event left out (an
+# index probe each), ``limit`` at a time: the first one per call is its head.
 _NEW_UNBLOCKED = (
-    "SELECT o.seq, o.call_id, o.next_at FROM outbox o "
-    "WHERE o.seq >= (SELECT seq FROM outbox_cursor) AND o.state = 'new' AND NOT EXISTS "
-    "(SELECT 1 FROM outbox p WHERE p.call_id = o.call_id AND p.state = 'pending') ORDER BY o.seq"
+    "SELECT json_group_array(json_array(seq, call_id, next_at)) FROM (SELECT o.seq, o.call_id, "
+    "o.next_at FROM outbox o WHERE o.seq >= max(?1, (SELECT seq FROM outbox_cursor)) "
+    f"AND o.state = 'new' AND {_NOT_ACKED} AND NOT EXISTS (SELECT 1 FROM outbox p "
+    "WHERE p.call_id = o.call_id AND p.state = 'pending') "
+    "AND o.call_id NOT IN (SELECT value FROM json_each(?3)) ORDER BY o.seq LIMIT ?2)"
 )
 # The events chosen, whole: a rowid lookup each (seqs as a JSON array). Put in order in
 # Python: an ORDER BY here would copy each row, payload included, into a sorter.
-_CHOSEN = f"{SELECT} WHERE o.seq IN (SELECT value FROM json_each(?))"
+_CHOSEN = (
+    "SELECT json_group_array(json_array("
+    + SELECT.removeprefix("SELECT ").replace(" FROM ", ")) FROM ", 1)
+    + " WHERE o.seq IN (SELECT value FROM json_each(?))"
+)
 DEPTH = (
     "SELECT (SELECT count(*) FROM outbox WHERE state = 'pending') + (SELECT count(*) "
-    "FROM outbox WHERE seq >= (SELECT seq FROM outbox_cursor) AND state = 'new')"
+    "FROM outbox o WHERE seq >= (SELECT seq FROM outbox_cursor) AND state = 'new' "
+    f"AND {_NOT_ACKED})"
 )
-_STATE_IN = {"pending": "o.state IN ('new', 'pending')"}  # else o.state = ?
-_ADVANCE_CHUNK = 512
-_ADVANCE_SLACK = 8  # the first chunk: events settled, plus a few settled out of order
-_CURSOR = "SELECT seq FROM outbox_cursor"
-_FROM_CURSOR = "SELECT seq, call_id, state FROM outbox WHERE seq >= ? ORDER BY seq LIMIT ?"
-_BLOCKED = "SELECT 1 FROM outbox WHERE call_id = ? AND seq < ? AND state = 'pending' LIMIT 1"
-BY_ID = "WHERE seq = ? AND call_id = ?"
-# One statement for every settlement: ``at`` is delivered_at when delivered, else next_at.
+_STATE_IN = {  # outbox_list's filters; a state not here is o.state = ?
+    "pending": "o.state IN ('new', 'pending') AND a.seq IS NULL",
+    "delivered": "(o.state = 'delivered' OR a.seq IS NOT NULL)",
+}
+# advance_cursor: (cursor, where it stops): the first new event from the cursor on that no
+# pending event of its call precedes, else past the last event (never below the cursor).
+_ADVANCE = (
+    "SELECT c.seq, max(c.seq, coalesce((SELECT o.seq FROM outbox o WHERE o.seq >= c.seq "
+    f"AND o.state = 'new' AND {_NOT_ACKED} AND NOT EXISTS (SELECT 1 FROM outbox p "
+    "WHERE p.call_id = o.call_id AND p.seq < o.seq AND p.state = 'pending') "
+    "ORDER BY o.seq LIMIT 1), (SELECT max(seq) + 1 FROM outbox), c.seq)) FROM outbox_cursor c"
+)
+_PASSED = (  # the new events the cursor passes: each waits behind a pending one of its call
+    "UPDATE outbox SET state = 'pending' "
+    "WHERE seq >= ?1 AND seq < ?2 AND state = 'new' "
+    "AND NOT EXISTS (SELECT 1 FROM outbox_acked a WHERE a.seq = outbox.seq)"
+)
+_NO_INSTANT = datetime(1970, 1, 1, tzinfo=UTC)  # a dead event sets no instant (SETTLE)
+# Settlements as one JSON array of [state, at, error, attempted, seq, call id] rows, so a
+# batch is two statements, not two per event (see outbox_due's reads on the GIL): a first
+# try that delivered goes into outbox_acked, anything else updates the row (``at`` is
+# delivered_at when delivered, else next_at).
+_BATCH = (
+    "SELECT value ->> 0 AS state, value ->> 1 AS at, value ->> 2 AS error, value ->> 3 AS "
+    "attempted, value ->> 4 AS seq, value ->> 5 AS call_id FROM json_each(?)"
+)
+ACK = (
+    f"INSERT OR IGNORE INTO outbox_acked (seq, delivered_at) SELECT o.seq, s.at FROM ({_BATCH}) s "
+    "JOIN outbox o ON o.seq = s.seq AND o.call_id = s.call_id "
+    "WHERE o.state = 'new' AND s.state = 'delivered' AND s.attempted = 1"
+)
 SETTLE = (  # a new event settled 'pending' joins outbox_pending
-    "UPDATE outbox SET state = ?1, attempts = attempts + ?4, last_error = ?3, "
-    "delivered_at = CASE WHEN ?1 = 'delivered' THEN ?2 ELSE delivered_at END, "
-    "next_at = CASE WHEN ?1 = 'pending' THEN ?2 ELSE next_at END "
-    "WHERE seq = ?5 AND call_id = ?6"
+    "UPDATE outbox SET state = s.state, attempts = attempts + s.attempted, last_error = s.error, "
+    "delivered_at = CASE WHEN s.state = 'delivered' THEN s.at ELSE delivered_at END, "
+    "next_at = CASE WHEN s.state = 'pending' THEN s.at ELSE next_at END "
+    f"FROM ({_BATCH}) s WHERE outbox.seq = s.seq AND outbox.call_id = s.call_id "
+    "AND NOT EXISTS (SELECT 1 FROM outbox_acked a WHERE a.seq = outbox.seq)"
 )
 
 
@@ -160,9 +209,13 @@ class OutboxStore:
     def _tx(self, begin: str = "BEGIN IMMEDIATE") -> AbstractContextManager[sqlite3.Connection]:
         raise NotImplementedError  # Store's: one transaction, see store.py
 
-    def outbox_due(self, now: datetime, limit: int) -> list[OutboxEvent]:
+    def outbox_due(
+        self, now: datetime, limit: int, *, skip: Collection[str] = ()
+    ) -> list[OutboxEvent]:
         """Events to deliver now: each call's oldest pending event, if due; at most
         ``limit``, in (next_at, seq) order (the sender stops at the first one not due).
+        Calls in ``skip`` are left out (the sender's, with an event in flight: their head
+        is that event, and it is not read again).
 
         Past ``limit`` due heads, new ones are taken in seq order: the same events as
         sorting every call's head would give, as long as new events' next_at (their
@@ -172,31 +225,24 @@ class OutboxStore:
             return []
         at = ts(now)
         with self._tx("BEGIN") as conn:  # one snapshot for the three reads
-            heads = conn.execute(_PENDING_DUE, (at, limit)).fetchall()
-            heads += _new_heads(conn, at, limit)
+            skipped = json.dumps(list(skip))
+            heads = json.loads(conn.execute(_PENDING_DUE, (at, limit, skipped)).fetchone()[0])
+            heads += _new_heads(conn, at, limit, skipped)
             heads.sort()
             order = [seq for _, seq in heads[:limit]]
-            rows = conn.execute(_CHOSEN, (f"[{','.join(map(str, order))}]",)).fetchall()
-        by_seq = {row[0]: row for row in rows}
+            rows = conn.execute(_CHOSEN, (json.dumps(order),)).fetchone()[0]
+        by_seq = {row[0]: row for row in json.loads(rows)}
         return [event_of(by_seq[seq]) for seq in order if seq in by_seq]
 
     def outbox_delivered(self, event_id: str, at: datetime) -> None:
-        self._outbox_set(
-            "state = 'delivered', attempts = attempts + 1, delivered_at = ?", (ts(at),), event_id
-        )
+        self._settle_one(Settlement(event_id, "delivered", at))
 
     def outbox_retry_later(self, event_id: str, next_at: datetime, error: str) -> None:
-        self._outbox_set(
-            "state = 'pending', attempts = attempts + 1, next_at = ?, last_error = ?",
-            (ts(next_at), error),
-            event_id,
-        )
+        self._settle_one(Settlement(event_id, "pending", next_at, error))
 
     def outbox_dead(self, event_id: str, error: str) -> None:
         """Give up on an event after a failed attempt; it no longer blocks its call."""
-        self._outbox_set(
-            "state = 'dead', attempts = attempts + 1, last_error = ?", (error,), event_id
-        )
+        self._settle_one(Settlement(event_id, "dead", _NO_INSTANT, error))
 
     def outbox_settle(self, results: Sequence[Settlement]) -> None:
         """Write several delivery results in ONE transaction (one fsync, not one each).
@@ -205,15 +251,15 @@ class OutboxStore:
         commit per event would make the disk, not the network, the limit. An id that
         matches no row is skipped (rows are never deleted; it cannot come from a fetch).
         """
-        rows = []
-        for r in results:
-            key = parse_event_id(r.event_id)
-            if key is None:
-                raise NotFound(f"no outbox event {r.event_id!r}")
-            rows.append((r.state, ts(r.at), r.error, int(r.attempted), *key))
+        rows = _settle_rows(results)
         with self._tx() as conn:
-            conn.executemany(SETTLE, rows)
-            advance_cursor(conn, len(rows))
+            _settle(conn, rows)
+
+    def _settle_one(self, result: Settlement) -> None:
+        rows = _settle_rows([result])
+        with self._tx() as conn:
+            if _settle(conn, rows) == 0:
+                raise NotFound(f"no outbox event {result.event_id!r}")
 
     def outbox_get(self, event_id: str) -> OutboxEvent:
         key = parse_event_id(event_id)
@@ -268,66 +314,59 @@ class OutboxStore:
         except sqlite3.Error as exc:
             raise StoreError(f"{type(exc).__name__}: {exc}") from exc
 
-    def _outbox_set(self, assignments: str, args: tuple[Any, ...], event_id: str) -> None:
-        key = parse_event_id(event_id)
+
+def _settle_rows(results: Sequence[Settlement]) -> str:
+    rows = []
+    for r in results:
+        key = parse_event_id(r.event_id)
         if key is None:
-            raise NotFound(f"no outbox event {event_id!r}")
-        with self._tx() as conn:
-            cur = conn.execute(f"UPDATE outbox SET {assignments} {BY_ID}", (*args, *key))
-            if cur.rowcount == 0:
-                raise NotFound(f"no outbox event {event_id!r}")
-            advance_cursor(conn)
+            raise NotFound(f"no outbox event {r.event_id!r}")
+        rows.append((r.state, ts(r.at), r.error, int(r.attempted), *key))
+    return json.dumps(rows)
 
 
-def _new_heads(conn: sqlite3.Connection, at: str, limit: int) -> list[tuple[str, int]]:
-    """(next_at, seq) of the first ``limit`` due heads among new events, in seq order.
+def _settle(conn: sqlite3.Connection, rows: str) -> int:
+    """Write settlements (``_settle_rows``) and move the cursor; how many events matched."""
+    matched = conn.execute(ACK, (rows,)).rowcount + conn.execute(SETTLE, (rows,)).rowcount
+    advance_cursor(conn)
+    return matched
 
-    Rows are stepped one at a time and the statement closed at the stop: nothing past
-    the last head is read (a backlog can be 100k events, payload pages included).
+
+def _new_heads(conn: sqlite3.Connection, at: str, limit: int, skipped: str) -> list[list[Any]]:
+    """[next_at, seq] of the first ``limit`` due heads among new events, in seq order.
+
+    Read ``limit`` rows at a time from the cursor, and no further once ``limit`` heads are
+    found: a backlog can be 100k events, payload pages included.
     """
-    heads: list[tuple[str, int]] = []
+    heads: list[list[Any]] = []
     seen: set[str] = set()  # calls whose head went by, due or not
-    cur = conn.execute(_NEW_UNBLOCKED)
-    try:
-        for seq, call_id, next_at in cur:
+    start = 0
+    while True:
+        rows = json.loads(conn.execute(_NEW_UNBLOCKED, (start, limit, skipped)).fetchone()[0])
+        rows.sort()  # json_group_array keeps the subquery's order in practice, not by contract
+        for seq, call_id, next_at in rows:
             if call_id in seen:
                 continue
             seen.add(call_id)
             if next_at <= at:
-                heads.append((next_at, seq))
+                heads.append([next_at, seq])
                 if len(heads) == limit:
-                    break
-    finally:
-        cur.close()
-    return heads
+                    return heads
+        if len(rows) < limit:
+            return heads
+        start = rows[-1][0] + 1
 
 
-def advance_cursor(conn: sqlite3.Connection, settled: int = 1) -> None:
+def advance_cursor(conn: sqlite3.Connection) -> None:
     """Move outbox_cursor up to the first new event that heads its call (see the module
     doc); new events it passes that wait behind a pending one of their call become pending.
 
-    Reads from the cursor in chunks: events settle about in seq order, so this is the
-    ``settled`` events just written (plus, while the cursor's event is in flight, those
-    settled after it). The first chunk is sized for them, and chunks double from there:
-    rows past the cursor's stop are read for nothing (a whole event each, payload
-    included, once the rows no longer fit in the page cache). Run in the transaction that
+    The first new event from the cursor on with no pending event of its call below it is
+    where the cursor stops: every new event before it waits behind a pending one (were one
+    not, the cursor would stop there), and becomes pending. Run in the transaction that
     settled events, after their updates.
     """
-    start = seq = conn.execute(_CURSOR).fetchone()[0]
-    chunk = min(_ADVANCE_CHUNK, settled + _ADVANCE_SLACK)
-    while True:
-        rows = conn.execute(_FROM_CURSOR, (seq, chunk)).fetchall()
-        for row_seq, call_id, state in rows:
-            if state == "new":
-                if conn.execute(_BLOCKED, (call_id, row_seq)).fetchone() is None:
-                    seq = row_seq  # a head: it stays new and the cursor stops at it
-                    break
-                conn.execute("UPDATE outbox SET state = 'pending' WHERE seq = ?", (row_seq,))
-            seq = row_seq + 1
-        else:
-            if len(rows) == chunk:
-                chunk = min(_ADVANCE_CHUNK, 2 * chunk)
-                continue
-        break
-    if seq != start:
-        conn.execute("UPDATE outbox_cursor SET seq = ? WHERE id = 0", (seq,))
+    start, stop = conn.execute(_ADVANCE).fetchone()
+    if stop != start:
+        conn.execute(_PASSED, (start, stop))
+        conn.execute("UPDATE outbox_cursor SET seq = ? WHERE id = 0", (stop,))

@@ -35,7 +35,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from datetime import UTC, datetime, timedelta
 from functools import partial
 from importlib import metadata
@@ -228,15 +228,16 @@ class WebhookSender:
                 await asyncio.sleep(LINGER_S)
             self._poke.clear()  # before reading: a wake from here on is not lost
             done, self._done = self._done, []
-            # Read ahead while the queue is low (see the module's docstring).
+            # Read ahead while the queue is low (see the module's docstring), past the calls
+            # with an event in hand (their heads are those events; the ones in ``done`` are
+            # settled first, in the same trip, and their next events may come).
             queued = self._ready.qsize()
-            want = batch - queued if queued < batch // 4 else 0
-            # The busy calls' heads come back too (still pending): ask past them.
-            limit = len(self._busy) - len(done) + want if want else 0
+            want = batch - queued if queued < batch // 2 else 0
+            skip = self._busy.difference([call_id for call_id, _ in done]) if want else ()
             # Shielded: a stop while this is queued for the database thread must not drop
             # the results taken out of self._done (they would be sent again after a restart).
             events = await asyncio.shield(
-                self._writer(partial(_settle_and_fetch, done=done, limit=limit))
+                self._writer(partial(_settle_and_fetch, done=done, limit=want, skip=skip))
             )
             self._settled(done)
             if want:
@@ -373,9 +374,9 @@ class WebhookSender:
 
 
 def _settle_and_fetch(
-    store: Store, *, done: list[tuple[str, Settlement]], limit: int
+    store: Store, *, done: list[tuple[str, Settlement]], limit: int, skip: Collection[str]
 ) -> list[OutboxEvent]:
     # One trip to the database thread: write the results in, read what is next.
     if done:
         store.outbox_settle([result for _, result in done])
-    return store.outbox_due(_EVERYTHING, limit) if limit else []
+    return store.outbox_due(_EVERYTHING, limit, skip=skip) if limit else []

@@ -27,15 +27,20 @@ from ami_listener.store_rows import ts
 from .test_store import T0, make_call
 
 # ---- the oracle: outbox_due's query before it read only what it returns ----------------
+# (With outbox_acked, migration 0002: an acknowledged first try is delivered, not new.)
 OLD_SELECT = (
-    "SELECT o.seq, o.call_id, o.status, o.payload, o.created_at, o.attempts, "
-    "o.next_at, o.state, o.last_error, coalesce(c.webhook_url, b.webhook_url) "
-    "FROM outbox o JOIN calls c ON c.id = o.call_id LEFT JOIN batches b ON b.id = c.batch_id"
+    "SELECT o.seq, o.call_id, o.status, o.payload, o.created_at, "
+    "o.attempts + (a.seq IS NOT NULL), o.next_at, "
+    "CASE WHEN a.seq IS NULL THEN o.state ELSE 'delivered' END, o.last_error, "
+    "coalesce(c.webhook_url, b.webhook_url) FROM outbox o "
+    "LEFT JOIN outbox_acked a ON a.seq = o.seq JOIN calls c ON c.id = o.call_id "
+    "LEFT JOIN batches b ON b.id = c.batch_id"
 )
+NOT_ACKED = "seq NOT IN (SELECT seq FROM outbox_acked)"
 OLD_UNDELIVERED = (
     "SELECT call_id, seq, next_at FROM outbox WHERE state = 'pending' "
     "UNION ALL SELECT call_id, seq, next_at FROM outbox "
-    "WHERE seq >= (SELECT seq FROM outbox_cursor) AND state = 'new'"
+    f"WHERE seq >= (SELECT seq FROM outbox_cursor) AND state = 'new' AND {NOT_ACKED}"
 )
 OLD_HEADS = f"SELECT min(seq) AS seq, next_at FROM ({OLD_UNDELIVERED}) GROUP BY call_id"
 OLD_DUE = (
@@ -69,12 +74,14 @@ def assert_invariants(store: Store) -> None:
     """What the fetch relies on: new events from the cursor on, pending below new per call."""
     conn = store._conn
     below = (
-        "SELECT count(*) FROM outbox WHERE state = 'new' AND seq < (SELECT seq FROM outbox_cursor)"
+        "SELECT count(*) FROM outbox WHERE state = 'new' AND seq < (SELECT seq FROM outbox_cursor) "
+        f"AND {NOT_ACKED}"
     )
     assert conn.execute(below).fetchone()[0] == 0
     inverted = (
         "SELECT count(*) FROM outbox p WHERE p.state = 'pending' AND EXISTS (SELECT 1 "
-        "FROM outbox n WHERE n.call_id = p.call_id AND n.state = 'new' AND n.seq < p.seq)"
+        "FROM outbox n WHERE n.call_id = p.call_id AND n.state = 'new' AND n.seq < p.seq "
+        "AND n.seq NOT IN (SELECT seq FROM outbox_acked))"
     )
     assert conn.execute(inverted).fetchone()[0] == 0
 
@@ -213,6 +220,20 @@ def test_past_the_limit_new_heads_go_in_commit_order_not_next_at_order(store: St
     assert [e.call_id for e in store.outbox_due(END, 1)] == ["call-0001"]
     assert [e.call_id for e in oracle(store, END, 1)] == ["call-0002"]  # the old answer
     assert [e.call_id for e in store.outbox_due(END, 2)] == ["call-0002", "call-0001"]
+
+
+def test_skipped_calls_are_left_out_head_and_all(store: Store) -> None:
+    now = T0 + timedelta(minutes=5)
+    for n in (1, 2, 3):
+        store.create_call(make_call(n), (Notify(CallStatus.QUEUED),))
+    store.transition("call-0001", notified(T0, CallStatus.INITIATED))  # a second event
+    head3 = store.outbox_due(now, 10)[2]
+    store.outbox_retry_later(head3.id, T0, "HTTP 503")  # call 3's head: pending, due
+    everything = store.outbox_due(now, 10)
+    assert [e.call_id for e in everything] == ["call-0003", "call-0001", "call-0002"]
+    got = store.outbox_due(now, 10, skip={"call-0001", "call-0003"})
+    assert [e.call_id for e in got] == ["call-0002"]  # not call 1's next event either
+    assert store.outbox_due(now, 10, skip=()) == everything
 
 
 # ---- what a fetch reads ---------------------------------------------------------------
