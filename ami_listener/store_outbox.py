@@ -94,7 +94,7 @@ def parse_event_id(text: str) -> tuple[int, str] | None:
     return int(seq), call_id
 
 
-def event_of(row: tuple[Any, ...]) -> OutboxEvent:
+def event_of(row: Sequence[Any]) -> OutboxEvent:
     return OutboxEvent(
         event_id(row[0], row[1]), row[0], row[1], row[2], row[3],
         datetime.fromisoformat(row[4]), row[5], datetime.fromisoformat(row[6]),
@@ -106,10 +106,11 @@ INSERT = "INSERT INTO outbox (call_id, status, payload, created_at, next_at) VAL
 # An event in outbox_acked was delivered at its first try; its row still says 'new'.
 _STATE = "CASE WHEN a.seq IS NULL THEN o.state ELSE 'delivered' END"
 _ACKED = "LEFT JOIN outbox_acked a ON a.seq = o.seq"
-SELECT = (
-    "SELECT o.seq, o.call_id, o.status, o.payload, o.created_at, "
-    f"o.attempts + (a.seq IS NOT NULL), o.next_at, {_STATE}, o.last_error, "
-    "coalesce(c.webhook_url, b.webhook_url) "
+SELECT = (  # named, so that _AGG can select from it
+    "SELECT o.seq AS seq, o.call_id AS call_id, o.status AS status, o.payload AS payload, "
+    "o.created_at AS created_at, o.attempts + (a.seq IS NOT NULL) AS attempts, "
+    f"o.next_at AS next_at, {_STATE} AS state, o.last_error AS last_error, "
+    "coalesce(c.webhook_url, b.webhook_url) AS url "
     f"FROM outbox o {_ACKED} JOIN calls c ON c.id = o.call_id "
     "LEFT JOIN batches b ON b.id = c.batch_id"
 )
@@ -140,22 +141,23 @@ _PENDING_DUE = (
     "GROUP BY call_id) WHERE next_at <= ?1 AND call_id NOT IN (SELECT value FROM json_each(?3)) "
     "ORDER BY next_at, seq LIMIT ?2)"
 )
+# SELECT's rows in one row (see above): the small columns as a JSON array of arrays, the
+# payloads joined by RS (\x1e), which compact JSON text written by ExecutionJson never holds
+# (control characters are escaped), so they are not escaped and unescaped on the way.
+_AGG = (
+    "SELECT json_group_array(json_array(seq, call_id, status, created_at, attempts, next_at, "
+    "state, last_error, url)), group_concat(payload, char(30)) FROM ({})"
+)
 # New events in seq order from ``seq`` on, those of calls with a pending event left out (an
-# index probe each), ``limit`` at a time: the first one per call is its head.
-_NEW_UNBLOCKED = (
-    "SELECT json_group_array(json_array(seq, call_id, next_at)) FROM (SELECT o.seq, o.call_id, "
-    "o.next_at FROM outbox o WHERE o.seq >= max(?1, (SELECT seq FROM outbox_cursor)) "
-    f"AND o.state = 'new' AND {_NOT_ACKED} AND NOT EXISTS (SELECT 1 FROM outbox p "
+# index probe each), ``limit`` at a time, whole: the first one per call is its head.
+_NEW_UNBLOCKED = _AGG.format(
+    f"{SELECT} WHERE o.seq >= max(?1, (SELECT seq FROM outbox_cursor)) "
+    f"AND o.state = 'new' AND a.seq IS NULL AND NOT EXISTS (SELECT 1 FROM outbox p "
     "WHERE p.call_id = o.call_id AND p.state = 'pending') "
-    "AND o.call_id NOT IN (SELECT value FROM json_each(?3)) ORDER BY o.seq LIMIT ?2)"
+    "AND o.call_id NOT IN (SELECT value FROM json_each(?3)) ORDER BY o.seq LIMIT ?2"
 )
-# The events chosen, whole: a rowid lookup each (seqs as a JSON array). Put in order in
-# Python: an ORDER BY here would copy each row, payload included, into a sorter.
-_CHOSEN = (
-    "SELECT json_group_array(json_array("
-    + SELECT.removeprefix("SELECT ").replace(" FROM ", ")) FROM ", 1)
-    + " WHERE o.seq IN (SELECT value FROM json_each(?))"
-)
+# The pending heads chosen, whole: a rowid lookup each (seqs as a JSON array).
+_CHOSEN = _AGG.format(f"{SELECT} WHERE o.seq IN (SELECT value FROM json_each(?))")
 DEPTH = (
     "SELECT (SELECT count(*) FROM outbox WHERE state = 'pending') + (SELECT count(*) "
     "FROM outbox o WHERE seq >= (SELECT seq FROM outbox_cursor) AND state = 'new' "
@@ -224,15 +226,17 @@ class OutboxStore:
         if limit <= 0:
             return []
         at = ts(now)
-        with self._tx("BEGIN") as conn:  # one snapshot for the three reads
+        with self._tx("BEGIN") as conn:  # one snapshot for the reads
             skipped = json.dumps(list(skip))
-            heads = json.loads(conn.execute(_PENDING_DUE, (at, limit, skipped)).fetchone()[0])
-            heads += _new_heads(conn, at, limit, skipped)
-            heads.sort()
-            order = [seq for _, seq in heads[:limit]]
-            rows = conn.execute(_CHOSEN, (json.dumps(order),)).fetchone()[0]
-        by_seq = {row[0]: row for row in json.loads(rows)}
-        return [event_of(by_seq[seq]) for seq in order if seq in by_seq]
+            pending = json.loads(conn.execute(_PENDING_DUE, (at, limit, skipped)).fetchone()[0])
+            heads: list[tuple[str, int, list[Any] | None]] = [(n, q, None) for n, q in pending]
+            heads += [(row[6], row[0], row) for row in _new_heads(conn, at, limit, skipped)]
+            heads.sort(key=lambda head: head[:2])
+            del heads[limit:]
+            wanted = [seq for _, seq, row in heads if row is None]
+            chosen = _rows(conn.execute(_CHOSEN, (json.dumps(wanted),))) if wanted else []
+        by_seq = {row[0]: row for row in chosen}
+        return [event_of(by_seq[seq] if row is None else row) for _, seq, row in heads]
 
     def outbox_delivered(self, event_id: str, at: datetime) -> None:
         self._settle_one(Settlement(event_id, "delivered", at))
@@ -332,8 +336,20 @@ def _settle(conn: sqlite3.Connection, rows: str) -> int:
     return matched
 
 
+def _rows(cursor: sqlite3.Cursor) -> list[list[Any]]:
+    """An ``_AGG`` query's rows, in SELECT's column order."""
+    small, payloads = cursor.fetchone()
+    rows: list[list[Any]] = json.loads(small)
+    texts = payloads.split("\x1e") if payloads is not None else []
+    if len(texts) != len(rows):  # only a payload not written by the store could do this
+        raise StoreError("an outbox payload holds an RS (\\x1e) character")
+    for row, text in zip(rows, texts, strict=True):
+        row.insert(3, text)
+    return rows
+
+
 def _new_heads(conn: sqlite3.Connection, at: str, limit: int, skipped: str) -> list[list[Any]]:
-    """[next_at, seq] of the first ``limit`` due heads among new events, in seq order.
+    """The first ``limit`` due heads among new events, whole, in seq order.
 
     Read ``limit`` rows at a time from the cursor, and no further once ``limit`` heads are
     found: a backlog can be 100k events, payload pages included.
@@ -342,14 +358,14 @@ def _new_heads(conn: sqlite3.Connection, at: str, limit: int, skipped: str) -> l
     seen: set[str] = set()  # calls whose head went by, due or not
     start = 0
     while True:
-        rows = json.loads(conn.execute(_NEW_UNBLOCKED, (start, limit, skipped)).fetchone()[0])
+        rows = _rows(conn.execute(_NEW_UNBLOCKED, (start, limit, skipped)))
         rows.sort()  # json_group_array keeps the subquery's order in practice, not by contract
-        for seq, call_id, next_at in rows:
-            if call_id in seen:
+        for row in rows:
+            if row[1] in seen:
                 continue
-            seen.add(call_id)
-            if next_at <= at:
-                heads.append([next_at, seq])
+            seen.add(row[1])
+            if row[6] <= at:
+                heads.append(row)
                 if len(heads) == limit:
                     return heads
         if len(rows) < limit:

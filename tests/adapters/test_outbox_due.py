@@ -20,6 +20,7 @@ from hypothesis import strategies as st
 
 from ami_listener.core.lifecycle import Effect, Notify
 from ami_listener.core.models import Call, CallStatus, RetryConfig
+from ami_listener.errors import StoreError
 from ami_listener.store import Store
 from ami_listener.store_outbox import OutboxEvent, Settlement, event_of
 from ami_listener.store_rows import ts
@@ -234,6 +235,16 @@ def test_skipped_calls_are_left_out_head_and_all(store: Store) -> None:
     got = store.outbox_due(now, 10, skip={"call-0001", "call-0003"})
     assert [e.call_id for e in got] == ["call-0002"]  # not call 1's next event either
     assert store.outbox_due(now, 10, skip=()) == everything
+
+
+def test_a_payload_the_store_did_not_write_is_refused_not_misread(store: Store) -> None:
+    # Payloads travel joined by RS (\x1e), which the store's JSON never holds; one written
+    # behind the store's back that does must not shift every later event's payload.
+    for n in (1, 2):
+        store.create_call(make_call(n), (Notify(CallStatus.QUEUED),))
+    store._conn.execute('UPDATE outbox SET payload = \'{"a":"x\x1ey"}\' WHERE seq = 1')
+    with pytest.raises(StoreError, match="RS"):
+        store.outbox_due(END, 10)
 
 
 # ---- what a fetch reads ---------------------------------------------------------------
