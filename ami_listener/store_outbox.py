@@ -319,19 +319,27 @@ class OutboxStore:
             raise StoreError(f"{type(exc).__name__}: {exc}") from exc
 
 
-def _settle_rows(results: Sequence[Settlement]) -> str:
+def _settle_rows(results: Sequence[Settlement]) -> tuple[str, int, int]:
+    """The settlements as ACK/SETTLE's JSON, how many, and how many of them ACK may take."""
     rows = []
+    acks = 0
     for r in results:
         key = parse_event_id(r.event_id)
         if key is None:
             raise NotFound(f"no outbox event {r.event_id!r}")
         rows.append((r.state, ts(r.at), r.error, int(r.attempted), *key))
-    return json.dumps(rows)
+        acks += r.state == "delivered" and r.attempted
+    return json.dumps(rows), len(rows), acks
 
 
-def _settle(conn: sqlite3.Connection, rows: str) -> int:
+def _settle(conn: sqlite3.Connection, batch: tuple[str, int, int]) -> int:
     """Write settlements (``_settle_rows``) and move the cursor; how many events matched."""
-    matched = conn.execute(ACK, (rows,)).rowcount + conn.execute(SETTLE, (rows,)).rowcount
+    rows, count, acks = batch
+    matched = conn.execute(ACK, (rows,)).rowcount if acks else 0
+    # The usual batch is first tries that all delivered: ACK took every one, nothing is
+    # left for SETTLE (which would look each one up again to find it acked).
+    if matched < count:
+        matched += conn.execute(SETTLE, (rows,)).rowcount
     advance_cursor(conn)
     return matched
 
