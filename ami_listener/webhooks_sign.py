@@ -25,20 +25,30 @@ def sign(secret: bytes, body: bytes, t: int) -> str:
 
 
 class Signer:
-    """``sign`` with the key schedule done once: each signature copies a keyed HMAC
-    (two hash states) instead of setting up the key again, about half the cost of the
-    one-shot ``hmac.digest`` for a webhook-sized body."""
+    """``sign`` for one secret, the key schedule done once (RFC 2104 with SHA-256): the
+    inner and outer hash states after the padded key are kept, and each signature copies
+    them. Alone this is barely faster than copying a keyed ``hmac.HMAC`` (2.1 against
+    2.8 us), but inside bench/webhooks.py the event loop spent ~17 us less CPU per event
+    with it: OpenSSL 3 duplicates a MAC context through its provider layer (allocations,
+    lookups), which costs the code around it too. ``sign`` and ``verify`` stay on
+    ``hmac``; tests check that the two agree for short, empty, one-block and long keys."""
 
-    __slots__ = ("_keyed",)
+    __slots__ = ("_inner", "_outer")
 
     def __init__(self, secret: bytes) -> None:
-        self._keyed = hmac.new(secret, digestmod=hashlib.sha256)
+        block = hashlib.sha256().block_size  # 64
+        key = hashlib.sha256(secret).digest() if len(secret) > block else secret
+        key = key.ljust(block, b"\0")
+        self._inner = hashlib.sha256(bytes(b ^ 0x36 for b in key))
+        self._outer = hashlib.sha256(bytes(b ^ 0x5C for b in key))
 
     def __call__(self, body: bytes, t: int) -> str:
-        mac = self._keyed.copy()
-        mac.update(b"%d." % t)
-        mac.update(body)
-        return f"t={t},v1={mac.hexdigest()}"
+        inner = self._inner.copy()
+        inner.update(b"%d." % t)
+        inner.update(body)
+        outer = self._outer.copy()
+        outer.update(inner.digest())
+        return f"t={t},v1={outer.hexdigest()}"
 
 
 def verify(secret: bytes, header: str, body: bytes, *, now: int, tolerance_s: int = 300) -> bool:

@@ -126,11 +126,14 @@ def test_sign_verify_round_trip_and_refusals() -> None:
     assert verify(b"k2", both, body, now=1_769_421_600)
 
 
-def test_signer_reuses_its_key_and_signs_as_sign_does() -> None:
-    signer = Signer(b"k1")
+@pytest.mark.parametrize("secret", [b"k1", b"", b"x" * 64, b"y" * 65, "clé-🔑".encode() * 40])
+def test_signer_reuses_its_key_and_signs_as_sign_does(secret: bytes) -> None:
+    # Short, empty, exactly one block, one byte over (hashed first, RFC 2104), long UTF-8.
+    signer = Signer(secret)
     bodies = [b"", b'{"id":"c1"}', "é".encode() * 3000]
     for i, body in enumerate(bodies):  # the keyed state is copied, never consumed
-        assert signer(body, 1_769_421_600 + i) == sign(b"k1", body, 1_769_421_600 + i)
+        assert signer(body, 1_769_421_600 + i) == sign(secret, body, 1_769_421_600 + i)
+        assert verify(secret, signer(body, 1_769_421_600), body, now=1_769_421_600)
     assert "k1" not in repr(signer)
 
 
