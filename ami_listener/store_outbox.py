@@ -189,10 +189,10 @@ _BATCH = (
     "SELECT value ->> 0 AS state, value ->> 1 AS at, value ->> 2 AS error, value ->> 3 AS "
     "attempted, value ->> 4 AS seq, value ->> 5 AS call_id FROM json_each(?)"
 )
-ACK = (
-    f"INSERT OR IGNORE INTO outbox_acked (seq, delivered_at) SELECT o.seq, s.at FROM ({_BATCH}) s "
-    "JOIN outbox o ON o.seq = s.seq AND o.call_id = s.call_id "
-    "WHERE o.state = 'new' AND s.state = 'delivered' AND s.attempted = 1"
+ACK = (  # its own array, of the deliveries only: [seq, call id, delivered_at] rows
+    "INSERT OR IGNORE INTO outbox_acked (seq, delivered_at) SELECT o.seq, s.value ->> 2 "
+    "FROM json_each(?) s JOIN outbox o ON o.seq = s.value ->> 0 AND o.call_id = s.value ->> 1 "
+    "WHERE o.state = 'new'"
 )
 SETTLE = (  # a new event settled 'pending' joins outbox_pending
     "UPDATE outbox SET state = s.state, attempts = attempts + s.attempted, last_error = s.error, "
@@ -319,23 +319,28 @@ class OutboxStore:
             raise StoreError(f"{type(exc).__name__}: {exc}") from exc
 
 
-def _settle_rows(results: Sequence[Settlement]) -> tuple[str, int, int]:
-    """The settlements as ACK/SETTLE's JSON, how many, and how many of them ACK may take."""
+Batch = tuple[str, int, str, int]  # SETTLE's JSON, its row count; ACK's JSON, its row count
+
+
+def _settle_rows(results: Sequence[Settlement]) -> Batch:
+    """The settlements as SETTLE's JSON, and the deliveries among them as ACK's."""
     rows = []
-    acks = 0
+    acks = []
     for r in results:
         key = parse_event_id(r.event_id)
         if key is None:
             raise NotFound(f"no outbox event {r.event_id!r}")
-        rows.append((r.state, ts(r.at), r.error, int(r.attempted), *key))
-        acks += r.state == "delivered" and r.attempted
-    return json.dumps(rows), len(rows), acks
+        at = ts(r.at)
+        rows.append((r.state, at, r.error, int(r.attempted), *key))
+        if r.attempted and r.state == "delivered":
+            acks.append((*key, at))
+    return json.dumps(rows), len(rows), json.dumps(acks), len(acks)
 
 
-def _settle(conn: sqlite3.Connection, batch: tuple[str, int, int]) -> int:
+def _settle(conn: sqlite3.Connection, batch: Batch) -> int:
     """Write settlements (``_settle_rows``) and move the cursor; how many events matched."""
-    rows, count, acks = batch
-    matched = conn.execute(ACK, (rows,)).rowcount if acks else 0
+    rows, count, acks, deliveries = batch
+    matched = conn.execute(ACK, (acks,)).rowcount if deliveries else 0
     # The usual batch is first tries that all delivered: ACK took every one, nothing is
     # left for SETTLE (which would look each one up again to find it acked).
     if matched < count:
