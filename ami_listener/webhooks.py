@@ -221,10 +221,16 @@ class WebhookSender:
         batch = max(PREFETCH_MIN, 4 * concurrency)
         next_at: datetime | None = None
         while True:
-            if self._done and self._in_flight and len(self._done) < batch // 4:
+            if (
+                self._done
+                and self._in_flight
+                and len(self._done) < batch // 4
+                and self._ready.qsize() >= batch // 4
+            ):
                 # More results are on their way: let them share this commit. A commit
                 # costs ~0.5 ms of CPU whatever it holds, taken from the receiver's and
-                # the loop's share of the machine; the calls wait LINGER_S longer.
+                # the loop's share of the machine; the calls wait LINGER_S longer. Not
+                # when the queue runs low: the trip also refills it.
                 await asyncio.sleep(LINGER_S)
             self._poke.clear()  # before reading: a wake from here on is not lost
             done, self._done = self._done, []
@@ -233,6 +239,11 @@ class WebhookSender:
             # settled first, in the same trip, and their next events may come).
             queued = self._ready.qsize()
             want = batch - queued if queued < batch // 2 else 0
+            # Idle (nothing queued or in flight): a few first, so that the workers start
+            # while the rest is read (a full batch takes milliseconds).
+            starter = want > 4 * concurrency and not queued and not self._in_flight
+            if starter:
+                want = 4 * concurrency
             skip = self._busy.difference([call_id for call_id, _ in done]) if want else ()
             # Shielded: a stop while this is queued for the database thread must not drop
             # the results taken out of self._done (they would be sent again after a restart).
@@ -253,7 +264,7 @@ class WebhookSender:
                         break  # draining: nothing new goes out
                     self._busy.add(event.call_id)
                     self._ready.put_nowait(event)
-            if self._done:
+            if self._done or (starter and len(events) == want):
                 continue
             timeout = self._poll_s
             if next_at is not None:
