@@ -143,7 +143,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=3000, help="events per round")
     parser.add_argument("--concurrency", type=int, default=4, help="webhooks.concurrency")
-    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--rounds", type=int, default=9)
     parser.add_argument("--synchronous", choices=("full", "normal"), default="full")
     args = parser.parse_args()
 
