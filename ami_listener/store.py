@@ -59,6 +59,7 @@ T = TypeVar("T")
 Fn = Callable[[Call], tuple[Call, Sequence[Effect]]]
 
 _CACHE_MAX = 20_000  # calls kept in memory; the oldest written is dropped first
+MMAP_BYTES = 256 * 1024 * 1024  # of the database file read through mmap (address space only)
 _FINAL = frozenset(map(id, FINAL_STATUSES))
 
 
@@ -109,6 +110,11 @@ class Store(OutboxStore):
             db.enable_wal()
             conn.execute(f"PRAGMA synchronous = {synchronous.upper()}")
             conn.execute("PRAGMA foreign_keys = ON")
+            # Reads straight from the mapped file, not a pread and a copy per page: the
+            # webhook sender reads every payload and its call's row (bench/webhooks.py:
+            # ~10% more deliveries a second). Writes still go through the WAL; a file
+            # larger than this is read the usual way past it.
+            conn.execute(f"PRAGMA mmap_size = {MMAP_BYTES}")
             store = cls(db)
             if migrate:
                 store.migrate()
