@@ -112,11 +112,11 @@ def due(conn: sqlite3.Connection, at: str, limit: int, skip: Collection[str]) ->
     return [event_of(by_seq[seq] if row is None else row) for _, seq, row in heads]
 
 
-Batch = tuple[str, int, str, int]  # SETTLE's JSON, its row count; ACK's JSON, its row count
+Batch = tuple[list[tuple[Any, ...]], str, int]  # SETTLE's rows; ACK's JSON, its row count
 
 
 def settle_rows(results: Sequence[Settlement]) -> Batch:
-    """The settlements as SETTLE's JSON, and the deliveries among them as ACK's."""
+    """The settlements as SETTLE's rows, and the deliveries among them as ACK's JSON."""
     rows = []
     acks = []
     for r in results:
@@ -127,17 +127,17 @@ def settle_rows(results: Sequence[Settlement]) -> Batch:
         rows.append((r.state, at, r.error, int(r.attempted), *key))
         if r.attempted and r.state == "delivered":
             acks.append((*key, at))
-    return json.dumps(rows), len(rows), json.dumps(acks), len(acks)
+    return rows, json.dumps(acks), len(acks)
 
 
 def settle(conn: sqlite3.Connection, batch: Batch) -> int:
     """Write settlements (``settle_rows``) and move the cursor; how many events matched."""
-    rows, count, acks, deliveries = batch
+    rows, acks, deliveries = batch
     matched = conn.execute(ACK, (acks,)).rowcount if deliveries else 0
     # The usual batch is first tries that all delivered: ACK took every one, nothing is
     # left for SETTLE (which would look each one up again to find it acked).
-    if matched < count:
-        matched += conn.execute(SETTLE, (rows,)).rowcount
+    if matched < len(rows):
+        matched += conn.execute(SETTLE, (json.dumps(rows),)).rowcount
     advance_cursor(conn)
     return matched
 

@@ -280,8 +280,12 @@ class WebhookSender:
                     await self._poke.wait()
 
     async def _work(self, session: aiohttp.ClientSession) -> None:
+        ready = self._ready
         while True:
-            event = await self._ready.get()
+            try:  # the usual case: no coroutine to await
+                event = ready.get_nowait()
+            except asyncio.QueueEmpty:
+                event = await ready.get()
             self._in_flight += 1
             try:
                 result = await self._attempt(session, event)
@@ -292,7 +296,8 @@ class WebhookSender:
                 self._in_flight -= 1
             self._done.append((event.call_id, result))
             self._poke.set()
-            self._answered.set()
+            if self._stopping:  # drain() is waiting for the requests on the wire
+                self._answered.set()
 
     async def drain(self, timeout_s: float) -> None:
         """Before a clean stop: send nothing new, let requests on the wire get their answer
