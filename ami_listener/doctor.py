@@ -22,7 +22,7 @@ from .config import Settings, WebhooksSettings
 from .core.execution import iso
 from .doctor_ami import ami_checks
 from .doctor_local import Check, local_checks
-from .webhooks import check_url, safe_url
+from .webhooks_http import check_url, safe_url
 from .webhooks_sign import SIGNATURE_HEADER, sign
 
 __all__ = ["TEST_EVENT_ID", "Check", "run_checks", "webhook_check"]

@@ -29,7 +29,7 @@ from .core.lifecycle import Effect, new_call
 from .core.models import Call, CallRequest
 from .errors import AutoretryError, ValidationError
 from .store import Store
-from .webhooks import check_url
+from .webhooks_http import check_url
 
 MAX_KEY_LENGTH = 255
 

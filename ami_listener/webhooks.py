@@ -43,7 +43,6 @@ from collections.abc import Callable, Collection
 from datetime import UTC, datetime, timedelta
 from functools import partial
 from importlib import metadata
-from urllib.parse import urlsplit
 
 import aiohttp
 
@@ -51,6 +50,7 @@ from .config_sections import WebhooksSettings
 from .metrics import Metrics
 from .store import OutboxEvent, Store
 from .store_outbox import Settlement
+from .webhooks_http import check_url, describe_error, drain_body, safe_url
 from .webhooks_sign import SIGNATURE_HEADER, Signer, sign, verify
 from .writer import Writer
 
@@ -66,7 +66,6 @@ LINGER_S = 0.02  # how long a result may wait for others to share its commit (an
 URL_CACHE_MAX = 4096
 POLL_S = 30.0  # re-read the outbox at least this often: the CLI's replay cannot wake us
 NO_URL = "no webhook URL"
-MAX_RESPONSE_BYTES = 64 * 1024  # read (and drop) this much so the connection is reused
 _EVERYTHING = datetime.max.replace(tzinfo=UTC)  # outbox_due(now=this): also the not-yet-due
 
 OnSettled = Callable[[Settlement], None]
@@ -79,56 +78,9 @@ def _version() -> str:
         return "unknown"
 
 
-def safe_url(url: str) -> str:
-    """``url`` without user info, path and query: what may appear in a log line."""
-    try:
-        parts = urlsplit(url)
-        port = f":{parts.port}" if parts.port else ""
-    except ValueError:
-        return "<invalid URL>"
-    return f"{parts.scheme}://{parts.hostname or ''}{port}"
-
-
-def check_url(url: str, allow_hosts: frozenset[str]) -> str | None:
-    """Why ``url`` may not be posted to, or None if it may (``allow_hosts`` empty: any)."""
-    if any(c.isspace() or ord(c) < 32 or ord(c) == 127 for c in url):
-        return "webhook URL contains whitespace or control characters"
-    try:
-        parts = urlsplit(url)
-        parts.port  # noqa: B018 -- raises ValueError for a port that is not 0..65535
-    except ValueError:
-        return "webhook URL is not a valid URL"
-    if parts.scheme not in ("http", "https"):
-        return f"webhook URL scheme {parts.scheme!r} is not http or https"
-    if not parts.hostname:
-        return "webhook URL has no host"
-    if allow_hosts and parts.hostname.lower() not in allow_hosts:
-        return f"webhook host {parts.hostname!r} is not in webhooks.allow_hosts"
-    return None
-
-
 def _signer(settings: WebhooksSettings) -> Signer | None:
     secret = settings.secret
     return Signer(secret.get_secret_value().encode()) if secret else None
-
-
-def _describe(exc: BaseException, timeout_s: float) -> str:
-    if isinstance(exc, TimeoutError):
-        return f"timed out after {timeout_s:g} s"
-    if isinstance(exc, aiohttp.InvalidURL):  # its text is the URL, which may hold a token
-        return "invalid URL"
-    text = " ".join(str(exc).split())[:200]
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
-
-
-async def _drain(resp: aiohttp.ClientResponse) -> None:
-    # A fully read small body returns the connection to the pool; a big one is cut off
-    # (the connection is then closed rather than reused, which is the right trade).
-    content = resp.content
-    left = MAX_RESPONSE_BYTES
-    # at_eof: the usual small body came whole in the first read; no second await for b"".
-    while left > 0 and not content.at_eof() and (chunk := await content.read(left)):
-        left -= len(chunk)
 
 
 class WebhookSender:
@@ -340,10 +292,10 @@ class WebhookSender:
             async with session.post(
                 url, data=body, headers=headers, allow_redirects=False, timeout=self._timeout
             ) as resp:
-                await _drain(resp)
+                await drain_body(resp)
                 status = resp.status
         except (aiohttp.ClientError, TimeoutError, OSError, ValueError) as exc:
-            error = _describe(exc, self._settings.timeout_s)
+            error = describe_error(exc, self._settings.timeout_s)
         else:
             if 200 <= status < 300:
                 return Settlement(event.id, "delivered", self._clock())
