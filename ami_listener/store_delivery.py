@@ -47,19 +47,12 @@ _AGG = (
     "state, last_error, url)), group_concat(payload, char(30)) FROM ({})"
 )
 # New events in seq order from ``seq`` on, those of calls with a pending event left out (an
-# index probe each), ``limit`` at a time, whole: the first one per call is its head. Only
-# the columns a new event does not know already (``new_rows`` fills in the rest: never
-# tried, so no attempts and no error, and due at its commit time).
-_NEW_UNBLOCKED = (
-    "SELECT json_group_array(json_array(seq, call_id, status, created_at, url)), "
-    "group_concat(payload, char(30)) FROM (SELECT o.seq AS seq, o.call_id AS call_id, "
-    "o.status AS status, o.created_at AS created_at, o.payload AS payload, "
-    "coalesce(c.webhook_url, b.webhook_url) AS url FROM outbox o "
-    "JOIN calls c ON c.id = o.call_id LEFT JOIN batches b ON b.id = c.batch_id "
-    "WHERE o.seq >= max(?1, (SELECT seq FROM outbox_cursor)) "
-    f"AND o.state = 'new' AND {NOT_ACKED} AND NOT EXISTS (SELECT 1 FROM outbox p "
+# index probe each), ``limit`` at a time, whole: the first one per call is its head.
+_NEW_UNBLOCKED = _AGG.format(
+    f"{SELECT} WHERE o.seq >= max(?1, (SELECT seq FROM outbox_cursor)) "
+    "AND o.state = 'new' AND a.seq IS NULL AND NOT EXISTS (SELECT 1 FROM outbox p "
     "WHERE p.call_id = o.call_id AND p.state = 'pending') "
-    "AND o.call_id NOT IN (SELECT value FROM json_each(?3)) ORDER BY o.seq LIMIT ?2)"
+    "AND o.call_id NOT IN (SELECT value FROM json_each(?3)) ORDER BY o.seq LIMIT ?2"
 )
 # The pending heads chosen, whole: a rowid lookup each (seqs as a JSON array).
 _CHOSEN = _AGG.format(f"{SELECT} WHERE o.seq IN (SELECT value FROM json_each(?))")
@@ -84,12 +77,12 @@ _BATCH = (
     "SELECT value ->> 0 AS state, value ->> 1 AS at, value ->> 2 AS error, value ->> 3 AS "
     "attempted, value ->> 4 AS seq, value ->> 5 AS call_id FROM json_each(?)"
 )
-ACK = (  # its own array, of the deliveries only: [seq, call id, delivered_at] rows
+_ACK = (  # its own array, of the deliveries only: [seq, call id, delivered_at] rows
     "INSERT OR IGNORE INTO outbox_acked (seq, delivered_at) SELECT o.seq, s.value ->> 2 "
     "FROM json_each(?) s JOIN outbox o ON o.seq = s.value ->> 0 AND o.call_id = s.value ->> 1 "
     "WHERE o.state = 'new'"
 )
-SETTLE = (  # a new event settled 'pending' joins outbox_pending
+_SETTLE = (  # a new event settled 'pending' joins outbox_pending
     "UPDATE outbox SET state = s.state, attempts = attempts + s.attempted, last_error = s.error, "
     "delivered_at = CASE WHEN s.state = 'delivered' THEN s.at ELSE delivered_at END, "
     "next_at = CASE WHEN s.state = 'pending' THEN s.at ELSE next_at END "
@@ -133,40 +126,25 @@ def settle_rows(results: Sequence[Settlement]) -> Batch:
 def settle(conn: sqlite3.Connection, batch: Batch) -> int:
     """Write settlements (``settle_rows``) and move the cursor; how many events matched."""
     rows, acks, deliveries = batch
-    matched = conn.execute(ACK, (acks,)).rowcount if deliveries else 0
+    matched = conn.execute(_ACK, (acks,)).rowcount if deliveries else 0
     # The usual batch is first tries that all delivered: ACK took every one, nothing is
     # left for SETTLE (which would look each one up again to find it acked).
     if matched < len(rows):
-        matched += conn.execute(SETTLE, (json.dumps(rows),)).rowcount
+        matched += conn.execute(_SETTLE, (json.dumps(rows),)).rowcount
     advance_cursor(conn)
     return matched
 
 
-def _split(cursor: sqlite3.Cursor) -> tuple[list[list[Any]], list[str]]:
-    """An aggregated read's rows (small columns) and their payloads."""
+def _rows(cursor: sqlite3.Cursor) -> list[list[Any]]:
+    """An ``_AGG`` query's rows, in SELECT's column order."""
     small, payloads = cursor.fetchone()
     rows: list[list[Any]] = json.loads(small)
     texts = payloads.split("\x1e") if payloads is not None else []
     if len(texts) != len(rows):  # only a payload not written by the store could do this
         raise StoreError("an outbox payload holds an RS (\\x1e) character")
-    return rows, texts
-
-
-def _rows(cursor: sqlite3.Cursor) -> list[list[Any]]:
-    """An ``_AGG`` query's rows, in SELECT's column order."""
-    rows, texts = _split(cursor)
     for row, text in zip(rows, texts, strict=True):
         row.insert(3, text)
     return rows
-
-
-def _new_rows(cursor: sqlite3.Cursor) -> list[list[Any]]:
-    """``_NEW_UNBLOCKED``'s rows, in SELECT's column order."""
-    rows, texts = _split(cursor)
-    return [
-        [seq, call_id, status, text, created, 0, created, "new", None, url]
-        for (seq, call_id, status, created, url), text in zip(rows, texts, strict=True)
-    ]
 
 
 def _new_heads(conn: sqlite3.Connection, at: str, limit: int, skipped: str) -> list[list[Any]]:
@@ -179,7 +157,7 @@ def _new_heads(conn: sqlite3.Connection, at: str, limit: int, skipped: str) -> l
     seen: set[str] = set()  # calls whose head went by, due or not
     start = 0
     while True:
-        rows = _new_rows(conn.execute(_NEW_UNBLOCKED, (start, limit, skipped)))
+        rows = _rows(conn.execute(_NEW_UNBLOCKED, (start, limit, skipped)))
         rows.sort()  # json_group_array keeps the subquery's order in practice, not by contract
         for row in rows:
             if row[1] in seen:

@@ -65,11 +65,9 @@ def parse_event_id(text: str) -> tuple[int, str] | None:
 
 
 def event_of(row: Sequence[Any]) -> OutboxEvent:
-    created = datetime.fromisoformat(row[4])
-    # A new event is due at its commit time: the same text, parsed once.
-    next_at = created if row[6] is row[4] else datetime.fromisoformat(row[6])
     return OutboxEvent(
-        event_id(row[0], row[1]), row[0], row[1], row[2], row[3], created, row[5], next_at,
+        event_id(row[0], row[1]), row[0], row[1], row[2], row[3],
+        datetime.fromisoformat(row[4]), row[5], datetime.fromisoformat(row[6]),
         "pending" if row[7] == "new" else row[7], row[8], row[9],
     )  # fmt: skip
 
