@@ -17,44 +17,33 @@ and a PJSIP leg to ``trunk``, siplocal-*.ami); any other technology, or a peer/e
 
 All simulated durations (ring_s, answer_hold_s, amd_s, the Originate Timeout, call-file
 WaitTime/RetryTime) are multiplied by ``time_scale``, so tests run in milliseconds.
+
+This module runs the server, the sessions and the call tasks; what a dial is and the record
+of dials are in ``sim_dials``, the channel table in ``sim_table``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import itertools
 import random
-import re
 import time
 from collections import Counter
 from collections.abc import Callable, Collection, Coroutine, Mapping
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from ami_listener import sim_actions, sim_commands
+from ami_listener import sim_actions, sim_commands, sim_dials
 from ami_listener.sim_calls import AmdHeaders, CallRun, CallSpec, Item, Reply, default_amd_headers
 from ami_listener.sim_channels import Channel
+from ami_listener.sim_dials import DialRecord
 from ami_listener.sim_local import LocalCall
-from ami_listener.sim_scenarios import FAR_ENDS, Behaviour, Target, default_behaviour, parse_target
+from ami_listener.sim_scenarios import FAR_ENDS, Behaviour
 from ami_listener.sim_spool import CallFile, SpoolWatcher
+from ami_listener.sim_table import ChannelTable
 from ami_listener.sim_wire import BANNER, Session, read_message
-
-
-@dataclass
-class DialRecord:
-    """One call placed (or refused) by the simulator: for "never dialled twice at once"."""
-
-    number: str
-    channel: str
-    behaviour: Behaviour | None
-    source: str
-    """``originate`` or ``callfile``."""
-    started_at: datetime
-    ended_at: datetime | None = None
 
 
 class Simulator:
@@ -109,9 +98,7 @@ class Simulator:
         self._server: asyncio.Server | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._clients: set[asyncio.Task[None]] = set()
-        self._channels: dict[str, tuple[Channel, CallRun]] = {}
-        self._uid = itertools.count(1)
-        self._chan_seq: Counter[str] = Counter()
+        self._table = ChannelTable()
         self._waiters: list[asyncio.Event] = []
         self.started_monotonic = time.monotonic()
         self.spool: SpoolWatcher | None = None
@@ -173,20 +160,11 @@ class Simulator:
                 self._waiters.remove(changed)
 
     def live_channels(self) -> list[Channel]:
-        return [ch for ch, _ in self._channels.values() if ch.alive]
+        return self._table.live()
 
     def max_concurrent(self, number: str) -> int:
         """Most calls to ``number`` that were up at the same time."""
-        edges: list[tuple[datetime, int]] = []
-        for record in self.originates:
-            if record.number == number and record.behaviour is not None:
-                edges.append((record.started_at, 1))
-                edges.append((record.ended_at or datetime.max.replace(tzinfo=UTC), -1))
-        level = peak = 0
-        for _, step in sorted(edges, key=lambda e: (e[0], e[1])):
-            level += step
-            peak = max(peak, level)
-        return peak
+        return sim_dials.max_concurrent(self.originates, number)
 
     # -- what calls need from us (sim_calls.Host) ---------------------------------------
 
@@ -194,23 +172,18 @@ class Simulator:
         return seconds * self.time_scale
 
     def new_uniqueid(self) -> str:
-        return f"{int(time.time())}.{next(self._uid)}"
+        return self._table.new_uniqueid()
 
     def new_channel(
         self, base: str, uniqueid: str, linkedid: str, context: str, exten: str
     ) -> Channel:
-        tech = base.split("/", 1)[0]
-        self._chan_seq[tech] += 1
-        name = f"{base}-{self._chan_seq[tech]:08x}"
-        return Channel(name, uniqueid, linkedid, context, exten)
+        return self._table.new_channel(base, uniqueid, linkedid, context, exten)
 
     def new_local_name(self, base: str) -> str:
-        self._chan_seq["Local"] += 1
-        return f"{base}-{self._chan_seq['Local']:08x}"
+        return self._table.new_local_name(base)
 
     def add_channel(self, channel: Channel, call: CallRun) -> None:
-        channel.created_at = time.monotonic()
-        self._channels[channel.name] = (channel, call)
+        self._table.add(channel, call)
 
     def emit(self, items: list[Item]) -> None:
         for item in items:
@@ -222,29 +195,17 @@ class Simulator:
             for session in list(self.sessions):
                 if session.wants(item):
                     session.send(item)
-        for name in [n for n, (ch, _) in self._channels.items() if not ch.alive]:
-            del self._channels[name]
+        self._table.prune()
         self._notify()
 
     def find_channel(self, name: str) -> tuple[Channel, CallRun] | None:
-        found = self._channels.get(name)
-        if found is not None and found[0].alive:
-            return found
-        if len(name) > 2 and name.startswith("/") and name.endswith("/"):
-            pattern = re.compile(name[1:-1])
-            for ch, run in self._channels.values():
-                if ch.alive and pattern.search(ch.name):
-                    return ch, run
-        return None
+        """The live channel called ``name``, or the first whose name matches ``/regex/``."""
+        return self._table.find(name)
 
     # -- placing calls --------------------------------------------------------------
 
     def behaviour_for(self, number: str) -> Behaviour:
-        self.attempts[number] += 1
-        plan = self.script.get(number) or self.script.get(number.lstrip("+"))
-        if plan:
-            return plan[min(self.attempts[number], len(plan)) - 1]
-        return default_behaviour(number)
+        return sim_dials.scripted_behaviour(self.script, self.attempts, number)
 
     def place(self, spec: CallSpec, source: str) -> tuple[CallRun, asyncio.Task[None]]:
         """Start a call; the task ends when its last channel has hung up."""
@@ -273,28 +234,12 @@ class Simulator:
 
     def spec_for(self, channel: str) -> CallSpec:
         """A CallSpec with timing knobs filled; an unknown technology gets tech ""."""
-        target = parse_target(channel) or Target("", "", "", channel)
-        return CallSpec(
-            target=target,
-            far=FAR_ENDS[Behaviour.ANSWER],
-            origin_dial=channel,
-            ring_s=self.ring_s,
-            answer_hold_s=self.answer_hold_s,
-            amd_s=self.amd_s,
+        return sim_dials.spec_for(
+            channel, ring_s=self.ring_s, answer_hold_s=self.answer_hold_s, amd_s=self.amd_s
         )
 
     async def _place_call_file(self, call_file: CallFile, attempt: int) -> bool:
-        spec = self.spec_for(call_file.channel)
-        spec.context, spec.exten, spec.priority = (
-            call_file.context,
-            call_file.extension,
-            call_file.priority,
-        )
-        spec.application, spec.data = call_file.application, call_file.data
-        spec.cid_num, spec.cid_name = sim_actions.parse_callerid(call_file.callerid)
-        spec.timeout_s = call_file.wait_time_s
-        spec.variables = [*call_file.variables, ("AST_OUTGOING_ATTEMPT", str(attempt))]
-        spec.result = "none"
+        spec = sim_dials.call_file_spec(self.spec_for(call_file.channel), call_file, attempt)
         run, task = self.place(spec, "callfile")
         await task
         return run.answered
