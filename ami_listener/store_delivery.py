@@ -56,13 +56,17 @@ _NEW_UNBLOCKED = _AGG.format(
 )
 # The pending heads chosen, whole: a rowid lookup each (seqs as a JSON array).
 _CHOSEN = _AGG.format(f"{SELECT} WHERE o.seq IN (SELECT value FROM json_each(?))")
-# advance_cursor: (cursor, where it stops): the first new event from the cursor on that no
-# pending event of its call precedes, else past the last event (never below the cursor).
+# advance_cursor: (cursor, where it stops, whether any event is pending): it stops at the
+# first new event from the cursor on that no pending event of its call precedes, else past
+# the last event (never below the cursor). With no pending event (outbox_pending empty, the
+# usual case) no event can wait behind one: the stop's search finds the first unacked new
+# event, and nothing is passed.
 _ADVANCE = (
     "SELECT c.seq, max(c.seq, coalesce((SELECT o.seq FROM outbox o WHERE o.seq >= c.seq "
     f"AND o.state = 'new' AND {NOT_ACKED} AND NOT EXISTS (SELECT 1 FROM outbox p "
     "WHERE p.call_id = o.call_id AND p.seq < o.seq AND p.state = 'pending') "
-    "ORDER BY o.seq LIMIT 1), (SELECT max(seq) + 1 FROM outbox), c.seq)) FROM outbox_cursor c"
+    "ORDER BY o.seq LIMIT 1), (SELECT max(seq) + 1 FROM outbox), c.seq)), "
+    "EXISTS (SELECT 1 FROM outbox WHERE state = 'pending') FROM outbox_cursor c"
 )
 _PASSED = (  # the new events the cursor passes: each waits behind a pending one of its call
     "UPDATE outbox SET state = 'pending' "
@@ -181,7 +185,8 @@ def advance_cursor(conn: sqlite3.Connection) -> None:
     not, the cursor would stop there), and becomes pending. Run in the transaction that
     settled events, after their updates.
     """
-    start, stop = conn.execute(_ADVANCE).fetchone()
+    start, stop, pending = conn.execute(_ADVANCE).fetchone()
     if stop != start:
-        conn.execute(_PASSED, (start, stop))
+        if pending:  # else every event passed is acked or settled: nothing waits
+            conn.execute(_PASSED, (start, stop))
         conn.execute("UPDATE outbox_cursor SET seq = ? WHERE id = 0", (stop,))

@@ -195,11 +195,12 @@ class WebhookSender:
             # settled first, in the same trip, and their next events may come).
             queued = self._ready.qsize()
             want = batch - queued if queued < batch // 2 else 0
-            # Idle (nothing queued or in flight): a few first, so that the workers start
-            # while the rest is read (a full batch takes milliseconds).
-            starter = want > 4 * concurrency and not queued and not self._in_flight
-            if starter:
-                want = 4 * concurrency
+            # Ramp up: at most 4x what is queued (a few when idle), so the workers start at
+            # once and each read takes less time than the queue lasts (a full batch takes
+            # milliseconds); the next read follows at once.
+            ramp = want > max(4 * concurrency, 4 * queued)
+            if ramp:
+                want = max(4 * concurrency, 4 * queued)
             skip = self._busy.difference([call_id for call_id, _ in done]) if want else ()
             # Shielded: a stop while this is queued for the database thread must not drop
             # the results taken out of self._done (they would be sent again after a restart).
@@ -220,7 +221,7 @@ class WebhookSender:
                         break  # draining: nothing new goes out
                     self._busy.add(event.call_id)
                     self._ready.put_nowait(event)
-            if self._done or (starter and len(events) == want):
+            if self._done or (ramp and len(events) == want):
                 continue
             timeout = self._poll_s
             if next_at is not None:
