@@ -16,24 +16,18 @@ An attempt ends when every channel it had is gone (a Local half implies its othe
 and the OriginateResponse has come. One that never got a channel (unknown technology,
 unregistered peer, a lost Originate) is ended by ``expire()``, which the listener calls
 every second or so: a failed OriginateResponse can overtake its channel's first events.
-The channels themselves (orphans, Local halves, links, the far end) live in ``ami_channels``.
+The attempts and the indexes that tie channels to them live in ``ami_tracker_attempts``; the
+channels themselves (orphans, Local halves, links, the far end) in ``ami_channels``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from .ami_channels import (
-    Channel,
-    ChannelTable,
-    age_key,
-    apply_channel_event,
-    as_int,
-    far_end,
-    text,
-)
+from .ami_channels import Channel, ChannelTable, age_key, apply_channel_event, as_int, far_end, text
+from .ami_tracker_attempts import AttemptTable, TrackedAttempt
 from .core.outcomes import AttemptFacts
 
 
@@ -64,27 +58,6 @@ class Finished:
 Update = Ringing | Answered | Finished
 
 
-@dataclass(slots=True)
-class _Attempt:
-    attempt_id: str
-    call_id: str
-    number: int
-    channel_id: str | None
-    action_id: str | None
-    expected_at: datetime
-    channels: set[str] = field(default_factory=set)
-    linkedids: set[str] = field(default_factory=set)
-    root: str | None = None
-    responded_at: datetime | None = None
-    originate_ok: bool = False
-    originate_reason: int | None = None
-    amd_status: str | None = None
-    amd_cause: str | None = None
-    ringing_sent: bool = False
-    answered_sent: bool = False
-    report: AttemptFacts | None = None  # from our dialplan's report hook (no channel events)
-
-
 class AttemptTracker:
     def __init__(
         self,
@@ -98,11 +71,13 @@ class AttemptTracker:
         self._var_attempt = f"{variable_prefix}ATTEMPT"
         self._amd_event = amd_event
         self._report_event = report_event
-        self._attempts: dict[str, _Attempt] = {}
-        self._by_action: dict[str, str] = {}
-        self._by_call: dict[str, str] = {}
-        self._by_linkedid: dict[str, str] = {}
         self._chans = ChannelTable()
+        self._attempts = AttemptTable(
+            self._chans,
+            var_attempt_id=self._var_attempt_id,
+            var_call_id=self._var_call_id,
+            var_attempt=self._var_attempt,
+        )
 
     @property
     def channels_tracked(self) -> int:
@@ -123,14 +98,9 @@ class AttemptTracker:
     ) -> None:
         """Register an attempt before its Originate goes out. ``action_id=None``: no
         OriginateResponse will come (call file, synchronous originate)."""
-        attempt = _Attempt(attempt_id, call_id, attempt_number, channel_id, action_id, at)
-        self._attempts[attempt_id] = attempt
-        self._by_call[call_id] = attempt_id
-        if action_id is not None:
-            self._by_action[action_id] = attempt_id
-        if channel_id is not None:
-            # ChannelId becomes the root's Uniqueid, hence every leg's Linkedid
-            self._claim_linkedid(attempt, channel_id)
+        self._attempts.add(
+            TrackedAttempt(attempt_id, call_id, attempt_number, channel_id, action_id, at)
+        )
 
     def refused(self, attempt_id: str, message: str, at: datetime) -> Finished:
         """The Originate action got an Error reply: no channel was or will be created."""
@@ -151,7 +121,7 @@ class AttemptTracker:
         unregistered peer). Call it every second or so. Also forget channels not ours that
         were last seen ``older_than`` ago."""
         done = []
-        for attempt in list(self._attempts.values()):
+        for attempt in list(self._attempts):
             if attempt.channels:
                 continue
             if attempt.responded_at is not None:
@@ -173,21 +143,11 @@ class AttemptTracker:
         """attempt id -> Uniqueids of its channels not yet hung up (for reconcile)."""
         return {
             a.attempt_id: frozenset(u for u in a.channels if not self._chans[u].gone)
-            for a in self._attempts.values()
+            for a in self._attempts
         }
 
     def forget(self, attempt_id: str) -> None:
-        attempt = self._attempts.pop(attempt_id, None)
-        if attempt is None:
-            return
-        if attempt.action_id is not None:
-            self._by_action.pop(attempt.action_id, None)
-        if self._by_call.get(attempt.call_id) == attempt_id:
-            del self._by_call[attempt.call_id]
-        for linkedid in attempt.linkedids:
-            self._by_linkedid.pop(linkedid, None)
-        for uniqueid in attempt.channels:
-            self._chans.drop(uniqueid)
+        self._attempts.forget(attempt_id)
 
     # ---- events -------------------------------------------------------------------
 
@@ -204,7 +164,7 @@ class AttemptTracker:
                 return []
             self._apply(name, msg, chans, touched)
             for chan in chans:
-                self._attribute(chan, touched)
+                self._attempts.attribute(chan, touched)
         return self._updates(touched, at)
 
     def _apply(
@@ -243,8 +203,7 @@ class AttemptTracker:
         touched.add(attempt.attempt_id)
 
     def _originate_response(self, msg: Mapping[str, str], at: datetime, touched: set[str]) -> None:
-        attempt_id = self._by_action.get(msg.get("ActionID") or "")
-        attempt = self._attempts.get(attempt_id) if attempt_id else None
+        attempt = self._attempts.by_action(msg.get("ActionID") or "")
         if attempt is None:
             return
         attempt.responded_at = at
@@ -256,65 +215,7 @@ class AttemptTracker:
             attempt.root = attempt.root or uniqueid
             chan = self._chans.channel(uniqueid, at, text(msg, "Channel"), None)
             chan.up |= attempt.originate_ok
-            self._attach(chan, attempt, touched)
-
-    # ---- attribution --------------------------------------------------------------
-
-    def _attribute(self, chan: Channel, touched: set[str]) -> None:
-        if chan.attempt_id is not None:
-            touched.add(chan.attempt_id)
-            return
-        attempt_id = self._by_linkedid.get(chan.uniqueid)
-        if attempt_id is None and chan.linkedid is not None:
-            attempt_id = self._by_linkedid.get(chan.linkedid)
-        if attempt_id is None:
-            attempt_id = self._by_variables(chan)
-        if attempt_id is None:
-            attempt_id = next(
-                (
-                    self._chans[u].attempt_id
-                    for u in chan.links
-                    if self._chans[u].attempt_id is not None
-                ),
-                None,
-            )
-        if attempt_id is not None:
-            self._attach(chan, self._attempts[attempt_id], touched)
-
-    def _by_variables(self, chan: Channel) -> str | None:
-        attempt_id = chan.variables.get(self._var_attempt_id)
-        if attempt_id is not None:
-            return attempt_id if attempt_id in self._attempts else None
-        call_id = chan.variables.get(self._var_call_id)
-        attempt_id = self._by_call.get(call_id) if call_id is not None else None
-        if attempt_id is None:
-            return None
-        number = as_int(chan.variables.get(self._var_attempt))
-        return attempt_id if number in (None, self._attempts[attempt_id].number) else None
-
-    def _attach(self, chan: Channel, attempt: _Attempt, touched: set[str]) -> None:
-        work = [chan]
-        while work:
-            chan = work.pop()
-            if chan.attempt_id is not None:
-                continue
-            chan.attempt_id = attempt.attempt_id
-            attempt.channels.add(chan.uniqueid)
-            touched.add(attempt.attempt_id)
-            self._chans.adopted(chan)
-            if chan.amd is not None:
-                attempt.amd_status, attempt.amd_cause = chan.amd
-            if chan.uniqueid == attempt.channel_id:
-                attempt.root = chan.uniqueid
-            if chan.linkedid == chan.uniqueid:  # a root channel: its Linkedid is ours
-                attempt.root = attempt.root or chan.uniqueid
-                work.extend(self._claim_linkedid(attempt, chan.uniqueid))
-            work.extend(self._chans[u] for u in chan.links)
-
-    def _claim_linkedid(self, attempt: _Attempt, linkedid: str) -> Iterable[Channel]:
-        attempt.linkedids.add(linkedid)
-        self._by_linkedid[linkedid] = attempt.attempt_id
-        return self._chans.orphans_of(linkedid)
+            self._attempts.attach(chan, attempt, touched)
 
     # ---- outcome ------------------------------------------------------------------
 
@@ -338,7 +239,7 @@ class AttemptTracker:
                 self.forget(attempt_id)
         return updates
 
-    def _is_over(self, attempt: _Attempt, chans: list[Channel]) -> bool:
+    def _is_over(self, attempt: TrackedAttempt, chans: list[Channel]) -> bool:
         if attempt.action_id is not None and attempt.responded_at is None:
             return False
         if not chans:
@@ -356,7 +257,7 @@ class AttemptTracker:
         return True
 
     @staticmethod
-    def _facts(attempt: _Attempt, chans: list[Channel], far: Channel | None) -> AttemptFacts:
+    def _facts(attempt: TrackedAttempt, chans: list[Channel], far: Channel | None) -> AttemptFacts:
         if far is None and attempt.report is not None:
             return attempt.report
         dial_status = far.dial_status if far is not None else None

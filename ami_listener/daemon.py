@@ -20,7 +20,8 @@ from datetime import UTC, datetime
 from .ami import AmiClient
 from .api import create_app, serve_api
 from .config import Settings
-from .engine import ChangeHook, Engine
+from .engine import Engine
+from .engine_changes import ChangeHook
 from .errors import AutoretryError
 from .fastagi import FastAgiServer
 from .metrics import Metrics

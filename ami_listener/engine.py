@@ -4,7 +4,9 @@ Every update from the tracker becomes a ``lifecycle`` event applied by ``Store.t
 in the writer thread, one at a time in arrival order (a single consumer queue), so an
 attempt's Ringing is never committed after its end. Dials go out only for attempts already
 committed as ``dialing``; a refusal or a dial that hears nothing becomes an ``error``
-outcome, and the policy decides.
+outcome, and the policy decides. How a dial is built and sent is in ``engine_dial``, what a
+commit sets off (wakes, status log, metrics, the hook) in ``engine_changes``, and the manage
+hook's hand-overs are committed by ``engine_manage``.
 """
 
 from __future__ import annotations
@@ -13,42 +15,33 @@ import asyncio
 import logging
 import uuid
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import datetime, timedelta
-from pathlib import Path
 
 from . import ami_tracker as tracked
 from .agi_handlers import MANAGE_EVENT
 from .ami import AmiClient
 from .config import Settings
 from .core import lifecycle
-from .core.callfile import render
-from .core.dialing import Target, build_request, originate_headers
-from .core.lifecycle import Effect, Notify, Schedule
+from .core.lifecycle import Effect
 from .core.models import Attempt, Call, OutcomeStatus
 from .core.outcomes import AttemptFacts, Outcome, classify
-from .errors import AmiError, IllegalTransition, NotFound, ValidationError
-from .manage import call_from_manage_event
+from .engine_changes import ChangeFanout, ChangeHook
+from .engine_dial import callfile_pending, dial_request, send_dial
+from .engine_manage import ManageRequest, take_over
+from .errors import AmiError, IllegalTransition, NotFound
 from .metrics import Metrics
-from .spool import SpoolError, write_callfile
+from .spool import SpoolError
 from .store import Store
 from .writer import Writer
 
 log = logging.getLogger(__name__)
 
-ChangeHook = Callable[[Call, tuple[Effect, ...]], None]
 NO_EVENT_GRACE_S = 30.0  # after the ring timeout, an attempt with no AMI event is lost
 
 
 def lost_outcome(why: str) -> Outcome:
     return Outcome(OutcomeStatus.ERROR, False, why)
-
-
-@dataclass(frozen=True, slots=True)
-class ManageRequest:
-    """A dialplan handed us a failed call of other software (UserEvent AutoretryManage)."""
-
-    msg: Mapping[str, str]
 
 
 Work = tracked.Update | ManageRequest
@@ -77,9 +70,13 @@ class Engine:
         self._wake = wake_scheduler
         self._rules = settings.rules(rng=rng)
         self._overrides = settings.cause_overrides()
-        self._on_change = on_change
         self._new_id = new_id
-        self._wake_outbox = wake_outbox
+        self._fanout = ChangeFanout(
+            wake_scheduler=wake_scheduler,
+            wake_outbox=wake_outbox,
+            on_change=on_change,
+            metrics=metrics,
+        )
         self.tracker = tracked.AttemptTracker()
         self._updates: asyncio.Queue[Work] = asyncio.Queue()
         self._calls: dict[str, str] = {}  # live attempt id -> call id
@@ -141,27 +138,17 @@ class Engine:
         await self.transition(call_id, event)
 
     async def _manage(self, msg: Mapping[str, str]) -> None:
-        try:
-            made = call_from_manage_event(
-                msg, self._settings, self._clock(), self._new_id, rules=self._rules
-            )
-        except ValidationError as exc:
-            log.warning("manage hook event ignored: %s (%s)", exc, exc.field)
-            return
-        if made is None:
-            return
-        call, effects = made
-        # A repeated event (the hook re-run, an AMI replay) must not create a second call.
-        key = f"manage:{msg.get('Uniqueid')}"
-        stored, created = await self._writer(
-            lambda store: store.create_call(call, effects, idempotency_key=key)
+        taken = await take_over(
+            msg,
+            settings=self._settings,
+            rules=self._rules,
+            now=self._clock(),
+            new_id=self._new_id,
+            writer=self._writer,
+            metrics=self._metrics,
         )
-        if created:
-            log.info("call %s: handed over by the dialplan (%s)", stored.id, msg.get("PROFILE"))
-            if self._metrics is not None and stored.last_attempt is not None:
-                retried = any(isinstance(e, Schedule) for e in effects)
-                self._metrics.attempt_ended(stored.last_attempt, retried=retried)
-            self.changed(stored, effects)
+        if taken is not None:
+            self.changed(*taken)
 
     def _outcome(self, call_id: str, update: tracked.Finished) -> Outcome:
         if update.detail and update.facts == AttemptFacts():
@@ -194,34 +181,14 @@ class Engine:
         except (IllegalTransition, NotFound) as exc:
             log.info("call %s: %s ignored: %s", call_id, type(event).__name__, exc)
             return None
-        if self._metrics is not None and isinstance(event, lifecycle.AttemptEnded):
-            ended = next(a for a in call.attempts if a.id == event.attempt_id)
-            retried = any(isinstance(e, Schedule) for e in effects)
-            self._metrics.attempt_ended(ended, retried=retried)
+        if isinstance(event, lifecycle.AttemptEnded):
+            self._fanout.attempt_ended(call, event.attempt_id, effects)
         self.changed(call, effects)
         return call
 
     def changed(self, call: Call, effects: tuple[Effect, ...]) -> None:
-        attempt = call.last_attempt
-        if any(isinstance(effect, Notify) for effect in effects):
-            self._wake_outbox()  # its event is committed: deliver it
-        for effect in effects:
-            if isinstance(effect, Notify):
-                log.info(
-                    "call %s attempt %s: %s%s",
-                    call.id,
-                    attempt.number if attempt else 0,
-                    effect.status.value,
-                    f" ({attempt.reason}; {attempt.decision})"
-                    if attempt and attempt.decision and not attempt.live
-                    else "",
-                )
-            if isinstance(effect, Schedule) or (
-                isinstance(effect, Notify) and call.live_attempt is None
-            ):
-                self._wake()  # a retry to plan, or capacity freed
-        if self._on_change is not None:
-            self._on_change(call, effects)
+        """A change of ``call`` is committed (by us or the scheduler): tell who needs to know."""
+        self._fanout.changed(call, effects)
 
     # ---- dialling (the scheduler's dial callback) ------------------------------------
     async def dial(self, call: Call, attempt: Attempt) -> None:
@@ -229,25 +196,8 @@ class Engine:
         now = self._clock()
         self._calls[attempt.id] = call.id
         self._targets[call.id] = call.target
-        target_settings = self._settings.targets.get(call.target)
         try:
-            if target_settings is None:
-                raise ValueError(f"target {call.target!r} is not configured")
-            target = Target(
-                context=target_settings.context,
-                extension=target_settings.extension,
-                priority=target_settings.priority,
-                application=target_settings.application,
-                data=target_settings.data,
-            )
-            request = build_request(
-                call,
-                attempt,
-                template=dialer.channel,
-                target=target,
-                ring_timeout_s=dialer.ring_timeout_s,
-                caller_id=dialer.caller_id,
-            )
+            request = dial_request(self._settings, call, attempt)
         except ValueError as exc:
             self._finish_now(attempt.id, f"cannot dial: {exc}", now)
             return
@@ -263,18 +213,7 @@ class Engine:
         self._arm_timer(attempt.id)
         self._sending.add(attempt.id)
         try:
-            if by_file:
-                await asyncio.to_thread(
-                    write_callfile,
-                    dialer.spool_dir,
-                    attempt.id,
-                    render(request),
-                    owner=dialer.asterisk_user,
-                )
-            else:
-                if self.ami is None:
-                    raise AmiError("no AMI connection configured")
-                await self.ami.originate(originate_headers(request))
+            await send_dial(dialer, self.ami, request)
             log.info("call %s attempt %s: dialled %s", call.id, attempt.number, request.channel)
         except (AmiError, SpoolError) as exc:
             self._finish_now(attempt.id, f"dial refused: {exc}", self._clock())
@@ -329,7 +268,7 @@ class Engine:
                 seen = followed[attempt.id]
                 if not seen or seen & alive or attempt.id in alive:
                     continue  # nothing heard yet (timer covers it) or still up
-            elif attempt.id in alive or self._callfile_pending(attempt):
+            elif attempt.id in alive or callfile_pending(self._settings.dialer, attempt.id):
                 self._calls[attempt.id] = call.id
                 self._targets[call.id] = call.target
                 self.tracker.expect(
@@ -345,10 +284,3 @@ class Engine:
                 continue
             self._calls[attempt.id] = call.id
             self._finish_now(attempt.id, "outcome-lost", now)
-
-    def _callfile_pending(self, attempt: Attempt) -> bool:
-        dialer = self._settings.dialer
-        return (
-            dialer.method == "callfile"
-            and (Path(dialer.spool_dir) / "outgoing" / f"{attempt.id}.call").exists()
-        )
