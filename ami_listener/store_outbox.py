@@ -44,7 +44,7 @@ from .store_events import (
     event_of,
     parse_event_id,
 )
-from .store_rows import dt_or_none, ts
+from .store_rows import ts
 
 __all__ = [
     "DEPTH",
@@ -58,20 +58,11 @@ __all__ = [
     "parse_event_id",
 ]
 
-# Each call's head: its oldest undelivered event, and when it is due. Per-call delivery
-# order: a later event waits behind its head. A dead event is not pending, so it does not
-# block the events after it (a receiver that is down for good must not freeze a call's
-# later news; `outbox_replay` re-queues the dead ones). Pending events are read from
-# outbox_pending alone, new ones from the rowid range at the cursor (see the module doc);
-# SQLite takes the bare next_at from the row that has the min(seq).
-UNDELIVERED = (
-    "SELECT call_id, seq, next_at FROM outbox WHERE state = 'pending' "
-    "UNION ALL SELECT call_id, seq, next_at FROM outbox o "
-    f"WHERE seq >= (SELECT seq FROM outbox_cursor) AND state = 'new' AND {NOT_ACKED}"
-)
-HEADS = f"SELECT min(seq) AS seq, next_at FROM ({UNDELIVERED}) GROUP BY call_id"
-# Reads the whole backlog (no index orders new events by next_at); only tests ask.
-NEXT_AT = f"SELECT min(next_at) FROM ({HEADS})"
+# Each call's head is its oldest undelivered event. Per-call delivery order: a later event
+# waits behind its head. A dead event is not pending, so it does not block the events after
+# it (a receiver that is down for good must not freeze a call's later news;
+# `outbox_replay` re-queues the dead ones). Pending events are read from outbox_pending
+# alone, new ones from the rowid range at the cursor (see the module doc).
 DEPTH = (
     "SELECT (SELECT count(*) FROM outbox WHERE state = 'pending') + (SELECT count(*) "
     "FROM outbox o WHERE seq >= (SELECT seq FROM outbox_cursor) AND state = 'new' "
@@ -82,6 +73,7 @@ _STATE_IN = {  # outbox_list's filters; a state not here is o.state = ?
     "delivered": "(o.state = 'delivered' OR a.seq IS NOT NULL)",
 }
 _NO_INSTANT = datetime(1970, 1, 1, tzinfo=UTC)  # a dead event sets no instant (SETTLE)
+_LAST_INSTANT = ts(datetime.max.replace(tzinfo=UTC))  # next_outbox_at: due or not
 
 
 class OutboxStore:
@@ -170,7 +162,15 @@ class OutboxStore:
             return sum(conn.execute(f"{sql} AND seq = ? AND call_id = ?", k).rowcount for k in keys)
 
     def next_outbox_at(self) -> datetime | None:
-        return dt_or_none(self._one(NEXT_AT)[0])
+        """When the soonest head is due (past or not), None when nothing is undelivered.
+
+        ``outbox_due``'s fetch for one head, due or not: it costs what the pending heads
+        hold, not the backlog of new events, and takes the first new head by seq, the
+        soonest as long as new events' next_at (their commit time) rises with seq.
+        """
+        with self._tx("BEGIN") as conn:
+            heads = delivery.due(conn, _LAST_INSTANT, 1, ())
+        return heads[0].next_at if heads else None
 
     def outbox_depth(self) -> int:
         """Undelivered events, dead ones excluded."""

@@ -1,4 +1,5 @@
-"""``outbox_due`` against the one-statement query it replaced, and how much a fetch reads.
+"""``outbox_due`` (and ``next_outbox_at``) against the one-statement queries they replaced,
+and how much a fetch reads.
 
 The old query built every call's head from the whole undelivered backlog, then sorted and
 cut; it is kept here, verbatim, as the oracle. The new fetch reads pending heads from the
@@ -23,7 +24,7 @@ from ami_listener.core.models import Call, CallStatus, RetryConfig
 from ami_listener.errors import StoreError
 from ami_listener.store import Store
 from ami_listener.store_outbox import OutboxEvent, Settlement, event_of
-from ami_listener.store_rows import ts
+from ami_listener.store_rows import dt_or_none, ts
 
 from .test_store import T0, make_call
 
@@ -180,6 +181,9 @@ def run_history(data: st.DataObject, monotone: bool) -> None:
                     assert got == oracle(store, now, limit)
                 else:
                     assert got == relaxed(store, now, limit)
+            if monotone:  # next_outbox_at is the soonest head, as the old full read found it
+                soonest = store._conn.execute(f"SELECT min(next_at) FROM ({OLD_HEADS})")
+                assert store.next_outbox_at() == dt_or_none(soonest.fetchone()[0])
 
 
 @settings(max_examples=80, deadline=None)
