@@ -1,7 +1,9 @@
 """The one place a call's status changes: ``advance(call, event) -> (call, effects)``.
 
-Every transition is a row of ``_TABLE`` (status x event kind -> handler); an event the table
-does not allow raises ``IllegalTransition`` and changes nothing (h11's ``_state.py`` habit).
+Table-driven: ``_ALLOWED`` says which event kinds each status accepts and ``_HANDLERS``
+maps each event kind to the handler that applies it; an event the table does not allow
+raises ``IllegalTransition`` and changes nothing (h11's ``_state.py`` habit). The event and
+effect types live in ``events`` and are re-exported here, the module callers import.
 The caller commits the returned call and its ``Notify`` effects in one transaction
 (``Store.transition``) and only then acts on ``Dial``/``Schedule``.
 """
@@ -9,10 +11,23 @@ The caller commits the returned call and its ``Notify`` effects in one transacti
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import datetime
 
 from ..errors import IllegalTransition
+from .events import (
+    Answered,
+    AttemptEnded,
+    Cancel,
+    Defer,
+    Dial,
+    Dispatch,
+    Effect,
+    Event,
+    Notify,
+    Ringing,
+    Schedule,
+)
 from .models import (
     FINAL_STATUSES,
     LIVE_STATUSES,
@@ -24,89 +39,28 @@ from .models import (
     CallStatus,
     OutcomeStatus,
 )
-from .outcomes import Outcome
 from .policy import Retry, Rules, decide, first_dial_at
 
+# The event and effect types are re-exported: engine, store, scheduler and tests import them
+# from here.
+__all__ = [
+    "Answered",
+    "AttemptEnded",
+    "Cancel",
+    "Defer",
+    "Dial",
+    "Dispatch",
+    "Effect",
+    "Event",
+    "Notify",
+    "Result",
+    "Ringing",
+    "Schedule",
+    "advance",
+    "allowed",
+    "new_call",
+]
 
-# ---- effects: what the caller must do after committing the new call -------------
-@dataclass(frozen=True, slots=True)
-class Dial:
-    """Dial this attempt (it is committed as ``dialing`` in the same transaction)."""
-
-    attempt: Attempt
-
-
-@dataclass(frozen=True, slots=True)
-class Notify:
-    """The call's status changed to ``status``: one outbox event, same transaction."""
-
-    status: CallStatus
-
-
-@dataclass(frozen=True, slots=True)
-class Schedule:
-    """The call is pending again; wake the scheduler for ``at``."""
-
-    at: datetime
-
-
-Effect = Dial | Notify | Schedule
-
-
-# ---- events -----------------------------------------------------------------------
-@dataclass(frozen=True, slots=True)
-class Dispatch:
-    """The scheduler claimed the due call; ``attempt_id`` is the id the new attempt gets."""
-
-    at: datetime
-    attempt_id: str
-
-
-@dataclass(frozen=True, slots=True)
-class Defer:
-    """The call is due but may not be dialled yet: its number has a call in progress
-    (a person is never rung twice at once). It waits until ``until``; no status change."""
-
-    at: datetime
-    until: datetime
-    why: str = "the number has a call in progress"
-
-
-@dataclass(frozen=True, slots=True)
-class Ringing:
-    at: datetime
-    attempt_id: str
-
-
-@dataclass(frozen=True, slots=True)
-class Answered:
-    at: datetime
-    attempt_id: str
-    uniqueid: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class AttemptEnded:
-    at: datetime
-    attempt_id: str
-    outcome: Outcome
-    uniqueid: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class Cancel:
-    """Cancel by API/CLI (``canceled``) or batch stop (``stopped``).
-
-    A pending call ends at once; a call with a live attempt lets that attempt finish and
-    then does not retry (``cancel_requested``).
-    """
-
-    at: datetime
-    status: CallStatus = CallStatus.CANCELED
-    reason: str = "canceled"
-
-
-Event = Dispatch | Defer | Ringing | Answered | AttemptEnded | Cancel
 Result = tuple[Call, tuple[Effect, ...]]
 
 _ATTEMPT_STATUS = {
