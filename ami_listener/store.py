@@ -17,26 +17,24 @@ payload text that state changes leave alone (``core.execution.ExecutionJson``), 
 outbox event is pieced together rather than encoded whole.
 """
 
-# ruff: noqa: S608 -- SQL text here is built only from module constants and enum values;
-# every value from outside goes through ``?`` parameters.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import replace
-from datetime import datetime
-from pathlib import Path
-from types import TracebackType
-from typing import Any, NoReturn, Self, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 from sqlite_utils import Database
 
 from . import store_outbox as ob
 from .core.execution import ExecutionJson
 from .core.lifecycle import Effect, Notify
-from .core.models import FINAL_STATUSES, Call, RetryConfig
-from .errors import ConfigError, NotFound, StoreError
+from .core.models import FINAL_STATUSES, Call
+from .errors import NotFound, StoreError
+from .store_batches import BatchStore
+from .store_calls import CallQueries, Fn
+from .store_open import StoreFile
 from .store_outbox import OutboxEvent, OutboxStore
 from .store_rows import (
     INSERT_CALL,
@@ -46,25 +44,27 @@ from .store_rows import (
     Stamps,
     call_of,
     call_rows,
-    dt_or_none,
     live_start,
     ts,
 )
-from .store_schema import LIVE, MIGRATIONS, PENDING_IN
+from .store_schema import MIGRATIONS, PENDING_IN
 
 __all__ = ["MIGRATIONS", "OutboxEvent", "Store", "ts"]
 _PENDING_IN = PENDING_IN  # the name tests and older callers import
 
 T = TypeVar("T")
-Fn = Callable[[Call], tuple[Call, Sequence[Effect]]]
 
 _CACHE_MAX = 20_000  # calls kept in memory; the oldest written is dropped first
-MMAP_BYTES = 256 * 1024 * 1024  # of the database file read through mmap (address space only)
 _FINAL = frozenset(map(id, FINAL_STATUSES))
 
 
-class Store(OutboxStore):
-    """Calls, attempts, batches and the webhook outbox in one SQLite file."""
+class Store(StoreFile, CallQueries, BatchStore, OutboxStore):
+    """Calls, attempts, batches and the webhook outbox in one SQLite file.
+
+    Opening and migrating are in ``store_open``, listings and the claim of due calls in
+    ``store_calls``, batches in ``store_batches``, the outbox in ``store_outbox``: this
+    class keeps the write path.
+    """
 
     def __init__(self, db: Database) -> None:
         self.db = db
@@ -77,73 +77,6 @@ class Store(OutboxStore):
         self._staged: dict[str, Call] = {}  # written by the open transaction
         self._json = ExecutionJson()  # outbox payloads, from text kept per call
         self._version: int | None = None
-
-    @classmethod
-    def open(
-        cls,
-        path: str | Path,
-        *,
-        synchronous: str = "full",
-        busy_timeout_s: float = 10.0,
-        migrate: bool = True,  # False: `autoretry migrate` calls migrate() to list what ran
-    ) -> Store:
-        """Open (creating if needed) the database at ``path``: WAL, foreign keys, migrated.
-
-        ``synchronous="full"`` survives power loss; ``"normal"`` may lose the last commits
-        on power loss (never on a process crash) and is several times faster in WAL.
-        """
-        if synchronous not in ("full", "normal"):
-            raise ConfigError(f"synchronous must be 'full' or 'normal', got {synchronous!r}")
-        try:
-            # isolation_level=None: the driver opens no implicit transactions; we BEGIN.
-            conn = sqlite3.connect(
-                str(path),
-                timeout=busy_timeout_s,
-                isolation_level=None,
-                check_same_thread=False,
-                cached_statements=256,
-            )
-        except sqlite3.Error as exc:
-            raise StoreError(f"cannot open {path}: {exc}") from exc
-        try:
-            db = Database(conn)
-            db.enable_wal()
-            conn.execute(f"PRAGMA synchronous = {synchronous.upper()}")
-            conn.execute("PRAGMA foreign_keys = ON")
-            # Reads straight from the mapped file, not a pread and a copy per page: the
-            # webhook sender reads every payload and its call's row (bench/webhooks.py:
-            # ~10% more deliveries a second). Writes still go through the WAL; a file
-            # larger than this is read the usual way past it.
-            conn.execute(f"PRAGMA mmap_size = {MMAP_BYTES}")
-            store = cls(db)
-            if migrate:
-                store.migrate()
-        except sqlite3.Error as exc:
-            conn.close()
-            raise StoreError(f"cannot open {path}: {exc}") from exc
-        return store
-
-    def close(self) -> None:
-        self._conn.close()
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.close()
-
-    def migrate(self) -> list[str]:
-        """Apply pending migrations; return the names applied now ([] when up to date).
-
-        The whole run is one BEGIN IMMEDIATE transaction (sqlite-utils nests each migration
-        in a savepoint), so two processes opening a new file migrate it once.
-        """
-        with self._tx():
-            names = [m.name for m in MIGRATIONS.pending(self.db)]
-            MIGRATIONS.apply(self.db)
-        return names
 
     # ---- transactions ---------------------------------------------------------------
     # One transaction is _begin, the work, COMMIT, then _publish; _fail on any error.
@@ -246,104 +179,6 @@ class Store(OutboxStore):
         self._publish()
         return done
 
-    def claim_due(self, now: datetime, limit: int, fn: Fn) -> list[tuple[Call, tuple[Effect, ...]]]:
-        """Apply ``fn`` to up to ``limit`` pending calls due at ``now``, oldest first; one tx.
-
-        The write lock is taken before the due calls are read, so a call is claimed once
-        even by two processes. ``fn`` raising rolls back the whole claim.
-        """
-        with self._tx() as conn:
-            ids = conn.execute(
-                f"SELECT id FROM calls WHERE {PENDING_IN} AND scheduled_at <= ? "
-                "ORDER BY scheduled_at, id LIMIT ?",
-                (ts(now), limit),
-            ).fetchall()
-            return [self._apply(conn, self._current(conn, row[0]), fn) for row in ids]
-
-    def next_due_at(self) -> datetime | None:
-        row = self._one(f"SELECT min(scheduled_at) FROM calls WHERE {PENDING_IN}")
-        return dt_or_none(row[0])
-
-    def list_calls(
-        self,
-        *,
-        status: str | None = None,
-        batch_id: str | None = None,
-        limit: int = 100,
-        offset: int = 0,
-    ) -> list[Call]:
-        """Calls, newest first, optionally of one status and/or batch."""
-        where, args = [], []
-        if status is not None:
-            where.append("status = ?")
-            args.append(status)
-        if batch_id is not None:
-            where.append("batch_id = ?")
-            args.append(batch_id)
-        sql = "SELECT id FROM calls" + (" WHERE " + " AND ".join(where) if where else "")
-        sql += " ORDER BY created_at DESC, id DESC LIMIT ? OFFSET ?"
-        return self._load_many(sql, (*args, limit, offset))
-
-    def live_calls(self) -> list[Call]:
-        """Calls that have an attempt on the wire (to reconcile after a restart)."""
-        return self._load_many(f"SELECT id FROM calls WHERE {LIVE} ORDER BY live_at, id", ())
-
-    def live_numbers(self) -> set[str]:
-        """The numbers that have an attempt on the wire (the scheduler never rings them)."""
-        with self._read() as conn:
-            rows = conn.execute(f"SELECT to_number FROM calls WHERE {LIVE}").fetchall()
-        return {row[0] for row in rows}
-
-    def count_live(self) -> int:
-        return int(self._one(f"SELECT count(*) FROM calls WHERE {LIVE}")[0])
-
-    # ---- batches (minimal) --------------------------------------------------------------
-    def create_batch(
-        self,
-        batch_id: str,
-        target: str,
-        webhook_url: str | None,
-        retry_config: RetryConfig,
-        created_at: datetime,
-        calls: Sequence[tuple[Call, Sequence[Effect]]] = (),
-    ) -> None:
-        """The batch row and its calls (each with its events), in one transaction."""
-        with self._tx() as conn:
-            conn.execute(
-                "INSERT INTO batches (id, target, webhook_url, retry_config, created_at) "
-                "VALUES (?, ?, ?, ?, ?)",
-                (batch_id, target, webhook_url, self._configs.dump(retry_config), ts(created_at)),
-            )
-            for call, effects in calls:
-                self._insert_call(conn, call, None)
-                self._write_effects(conn, call, effects)
-
-    def get_batch(self, batch_id: str) -> dict[str, Any]:
-        row = self._one(
-            "SELECT id, target, state, webhook_url, retry_config, created_at, scheduled_at "
-            "FROM batches WHERE id = ?",
-            (batch_id,),
-        )
-        if row is None:
-            raise NotFound(f"no batch {batch_id!r}")
-        return {
-            "id": row[0],
-            "target": row[1],
-            "state": row[2],
-            "webhook_url": row[3],
-            "retry_config": self._configs.load(row[4]),
-            "created_at": dt_or_none(row[5]),
-            "scheduled_at": dt_or_none(row[6]),
-        }
-
-    def batch_status_counts(self, batch_id: str) -> dict[str, int]:
-        with self._read() as conn:
-            rows = conn.execute(
-                "SELECT status, count(*) FROM calls WHERE batch_id = ? GROUP BY status",
-                (batch_id,),
-            ).fetchall()
-        return {status: n for status, n in rows}
-
     # ---- internals ----------------------------------------------------------------------
     def _load(self, conn: sqlite3.Connection, call_id: str) -> Call:
         row = conn.execute(SELECT_CALL, (call_id,)).fetchone()
@@ -355,10 +190,6 @@ class Store(OutboxStore):
         """The call as committed: remembered (see the module doc) or read."""
         call = self._cache.get(call_id)
         return self._load(conn, call_id) if call is None else call
-
-    def _load_many(self, sql: str, args: tuple[Any, ...]) -> list[Call]:
-        with self._read() as conn:
-            return [self._load(conn, row[0]) for row in conn.execute(sql, args).fetchall()]
 
     def _insert_call(self, conn: sqlite3.Connection, call: Call, key: str | None) -> None:
         live_at = self._ts.or_none(live_start(call.attempts))

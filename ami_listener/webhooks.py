@@ -19,11 +19,9 @@ whatever it holds (``store_outbox``): that thread gives up the GIL around every 
 step and must win it back from this loop, so a statement per event would cost a GIL
 round trip per event. Signatures come from precomputed hash states (``Signer``).
 
-Failures (non-2xx, timeouts, connection errors; redirects are not followed, so a 3xx is a
-failure) are retried with exponential backoff and full jitter, 1 s, 2 s, 4 s ... capped at
-5 minutes, until the event is ``max_age_s`` old; the last try is made at that age, then
-the event is dead (``autoretry webhooks list --state dead``, ``... replay``). A replayed
-event older than ``max_age_s`` gets one try per replay.
+Failures (non-2xx, timeouts, connection errors; a 3xx too: redirects are not followed)
+are retried with backoff until the event is ``max_age_s`` old (``webhooks_retry``). At a
+clean stop, ``drain`` lets the requests on the wire get their answer (``webhooks_run``).
 
 Events with no destination (no call or batch URL, no default) are marked delivered with
 ``last_error = "no webhook URL"``: there was nowhere to send them, and keeping them
@@ -51,6 +49,8 @@ from .metrics import Metrics
 from .store import OutboxEvent, Store
 from .store_outbox import Settlement
 from .webhooks_http import check_url, describe_error, drain_body, safe_url
+from .webhooks_retry import RetryPolicy
+from .webhooks_run import OnSettled, RunBookkeeping
 from .webhooks_sign import SIGNATURE_HEADER, Signer, sign, verify
 from .writer import Writer
 
@@ -58,17 +58,12 @@ __all__ = ["WebhookSender", "check_url", "safe_url", "sign", "verify"]
 
 log = logging.getLogger(__name__)
 
-FIRST_BACKOFF_S = 1.0
-MAX_BACKOFF_S = 300.0
-MIN_BACKOFF_S = 0.1  # full jitter may draw ~0: never hammer a failing receiver in a loop
 PREFETCH_MIN = 1024  # due events read per query, at least
 LINGER_S = 0.02  # how long a result may wait for others to share its commit (and fsync)
 URL_CACHE_MAX = 4096
 POLL_S = 30.0  # re-read the outbox at least this often: the CLI's replay cannot wake us
 NO_URL = "no webhook URL"
 _EVERYTHING = datetime.max.replace(tzinfo=UTC)  # outbox_due(now=this): also the not-yet-due
-
-OnSettled = Callable[[Settlement], None]
 
 
 def _version() -> str:
@@ -83,7 +78,7 @@ def _signer(settings: WebhooksSettings) -> Signer | None:
     return Signer(secret.get_secret_value().encode()) if secret else None
 
 
-class WebhookSender:
+class WebhookSender(RetryPolicy, RunBookkeeping):
     def __init__(
         self,
         writer: Writer,
@@ -138,16 +133,8 @@ class WebhookSender:
 
     async def run(self) -> None:
         """Deliver until cancelled. Results in hand when cancelled are still written."""
+        self._log_start()
         s = self._settings
-        log.info(
-            "webhooks: default URL %s, %d at once, timeout %g s, give up after %g s",
-            safe_url(s.url) if s.url else "none",
-            s.concurrency,
-            s.timeout_s,
-            s.max_age_s,
-        )
-        if self._signer is None:
-            log.warning("webhooks: no secret configured, deliveries are sent UNSIGNED")
         self._busy.clear()  # a second run() (after a cancel) starts from the database
         self._ready = asyncio.Queue()
         self._stopping = False
@@ -252,22 +239,6 @@ class WebhookSender:
             if self._stopping:  # drain() is waiting for the requests on the wire
                 self._answered.set()
 
-    async def drain(self, timeout_s: float) -> None:
-        """Before a clean stop: send nothing new, let requests on the wire get their answer
-        (at most ``timeout_s``), so that an event the receiver acknowledged is recorded as
-        delivered and not sent again after the restart. Then cancel ``run()``: it writes
-        the results in hand."""
-        self._stopping = True
-        while not self._ready.empty():  # taken from the outbox but not sent: stay pending
-            self._busy.discard(self._ready.get_nowait().call_id)
-        try:
-            async with asyncio.timeout(timeout_s):
-                while self._in_flight:
-                    self._answered.clear()
-                    await self._answered.wait()
-        except TimeoutError:
-            log.warning("webhooks: stopping with %d requests unanswered", self._in_flight)
-
     async def _attempt(self, session: aiohttp.ClientSession, event: OutboxEvent) -> Settlement:
         url = event.webhook_url or self._settings.url
         if url is None:
@@ -303,47 +274,6 @@ class WebhookSender:
             error = f"HTTP {status}"
         log.warning("webhook %s to %s failed: %s", event.id, safe_url(url), error)
         return self._failure(event, error)
-
-    def _failure(self, event: OutboxEvent, error: str) -> Settlement:
-        """Retry later with backoff, or dead once the event has reached max age."""
-        now = self._clock()
-        deadline = event.created_at + self._max_age
-        if now >= deadline:
-            log.error(
-                "webhook %s is dead after %d attempts: %s", event.id, event.attempts + 1, error
-            )
-            return Settlement(event.id, "dead", now, error)
-        ceiling = min(MAX_BACKOFF_S, FIRST_BACKOFF_S * 2 ** min(event.attempts, 30))
-        delay = timedelta(seconds=max(MIN_BACKOFF_S, ceiling * self._rng()))
-        return Settlement(event.id, "pending", min(now + delay, deadline), error)
-
-    def _settled(self, done: list[tuple[str, Settlement]]) -> None:
-        for call_id, result in done:
-            self._busy.discard(call_id)
-            if result.state == "delivered":
-                self.delivered += result.attempted
-            else:
-                self.failed += 1
-                self.dead += result.state == "dead"
-            if self._metrics is not None:
-                self._metrics.webhook_settled(result.state, result.attempted)
-            if self._on_settled is not None:
-                self._on_settled(result)
-
-    async def _flush(self) -> None:
-        done, self._done = self._done, []
-        if not done:
-            return
-        try:
-            await self._writer(lambda store: store.outbox_settle([r for _, r in done]))
-        except Exception as exc:  # shutting down: say what it means, do not mask the cause
-            log.warning(
-                "webhooks: %d results not recorded (%s); those events will be sent again",
-                len(done),
-                type(exc).__name__,
-            )
-            return
-        self._settled(done)
 
 
 def _settle_and_fetch(
