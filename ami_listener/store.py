@@ -23,7 +23,7 @@ import sqlite3
 from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import replace
-from typing import Any, NoReturn, TypeVar
+from typing import Any, NoReturn
 
 from sqlite_utils import Database
 
@@ -52,7 +52,6 @@ from .store_schema import MIGRATIONS, PENDING_IN
 __all__ = ["MIGRATIONS", "OutboxEvent", "Store", "ts"]
 _PENDING_IN = PENDING_IN  # the name tests and older callers import
 
-T = TypeVar("T")
 
 _CACHE_MAX = 20_000  # calls kept in memory; the oldest written is dropped first
 _FINAL = frozenset(map(id, FINAL_STATUSES))

@@ -208,7 +208,11 @@ class WebhookSender(RetryPolicy, RunBookkeeping):
                         break  # draining: nothing new goes out
                     self._busy.add(event.call_id)
                     self._ready.put_nowait(event)
-            if self._done or (ramp and len(events) == want):
+            # A full read of due events ramps on at once. One that reached events not yet
+            # due does not: the sender waits for the soonest (reading them again at once
+            # would spin while heads sit in backoff).
+            ramp_on = ramp and len(events) == want and next_at is None and not self._stopping
+            if self._done or ramp_on:
                 continue
             timeout = self._poll_s
             if next_at is not None:

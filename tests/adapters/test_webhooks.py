@@ -408,3 +408,62 @@ async def test_default_url_unsigned_and_secrets_never_logged(
         assert secret not in text
     # A failure's log line still names where it went.
     assert f"to http://127.0.0.1:{rx.port} failed: HTTP 500" in text
+
+
+class Reads:
+    """Counts the sender's reads (its deferred BEGINs) through SQLite's trace hook, which
+    runs in the database thread; ``until`` waits on the loop for a count."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.count = 0
+        self._loop = loop
+        self._changed = asyncio.Event()
+
+    def trace(self, sql: str) -> None:
+        if sql == "BEGIN":
+            self._loop.call_soon_threadsafe(self._bump)
+
+    def _bump(self) -> None:
+        self.count += 1
+        self._changed.set()
+
+    async def until(self, count: int, limit_s: float) -> None:
+        async def wait() -> None:
+            while self.count < count:
+                self._changed.clear()
+                await self._changed.wait()
+
+        await asyncio.wait_for(wait(), limit_s)
+
+
+async def test_heads_in_backoff_are_waited_for_not_read_again_and_again(tmp_path: Path) -> None:
+    # More heads in backoff than an idle sender's first read takes (4 x concurrency): the
+    # read comes back full of events not yet due, and the sender must wait for the soonest
+    # (0.5 s away: the clock is held) instead of reading them again at once.
+    db = tmp_path / "a.db"
+    n = 12
+    async with Receiver(scripted(*["500"] * n)) as rx:
+        for i in range(n):
+            place(db, f"c{i:02d}", rx.url)
+        results = Results()
+        async with Writer(db) as writer:
+            reads = Reads(asyncio.get_running_loop())
+            await writer(lambda store: store.db.conn.set_trace_callback(reads.trace))
+            config = settings(concurrency=2)
+            sender = WebhookSender(
+                writer, config, clock=Clock(), rng=lambda: 0.5, on_settled=results
+            )
+            task = asyncio.create_task(sender.run())
+            try:
+                await results.until(n)  # every head failed once: pending, due in 0.5 s
+                assert {r.state for r in results.items} == {"pending"}
+                seen = reads.count
+                # Waiting, it reads at most once or twice in 0.4 s (once when the results
+                # came in, maybe once more); spinning, it would read dozens of times.
+                with pytest.raises(TimeoutError):
+                    await reads.until(seen + 5, limit_s=0.4)
+            finally:
+                task.cancel()
+                with pytest.raises(asyncio.CancelledError):
+                    await task
+    assert len(rx.requests) == n  # and nothing was sent twice meanwhile
