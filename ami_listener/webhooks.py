@@ -283,7 +283,8 @@ class WebhookSender(RetryPolicy, RunBookkeeping):
 def _settle_and_fetch(
     store: Store, *, done: list[tuple[str, Settlement]], limit: int, skip: Collection[str]
 ) -> list[OutboxEvent]:
-    # One trip to the database thread: write the results in, read what is next.
-    if done:
-        store.outbox_settle([result for _, result in done])
-    return store.outbox_due(_EVERYTHING, limit, skip=skip) if limit else []
+    # One trip to the database thread, one transaction: write the results in, read what
+    # is next.
+    return store.outbox_settle_and_due(
+        [result for _, result in done], _EVERYTHING, limit, skip=skip
+    )

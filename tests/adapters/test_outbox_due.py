@@ -147,8 +147,16 @@ class History:
             state = self.draw(st.sampled_from(["delivered", "pending", "dead"]))
             at = self.clock + timedelta(seconds=self.draw(st.integers(-120, 240)))
             results.append(Settlement(event_id, state, at, None if state == "delivered" else "x"))
-        if self.draw(st.booleans()):
+        how = self.draw(st.sampled_from(["batch", "batch and fetch", "one by one"]))
+        if how == "batch":
             self.store.outbox_settle(results)
+            return
+        if how == "batch and fetch":  # the sender's trip: the fetch sees the settle
+            limit = self.draw(st.integers(1, 8))
+            got = self.store.outbox_settle_and_due(results, END, limit)
+            assert got == self.store.outbox_due(END, limit)
+            for event in got:
+                self.in_flight.setdefault(event.call_id, event.id)
             return
         for r in results:  # the one-event methods
             if r.state == "delivered":
