@@ -118,9 +118,8 @@ class OutboxStore:
         commit per event would make the disk, not the network, the limit. An id that
         matches no row is skipped (rows are never deleted; it cannot come from a fetch).
         """
-        rows = delivery.settle_rows(results)
         with self._tx() as conn:
-            delivery.settle(conn, rows)
+            delivery.settle(conn, results)
 
     def outbox_settle_and_due(
         self,
@@ -136,15 +135,13 @@ class OutboxStore:
         (``store_delivery``'s module doc), so a statement less is a GIL round trip less."""
         if not results:
             return self.outbox_due(now, limit, skip=skip)
-        rows = delivery.settle_rows(results)
         with self._tx() as conn:
-            delivery.settle(conn, rows)
+            delivery.settle(conn, results)
             return delivery.due(conn, ts(now), limit, skip) if limit > 0 else []
 
     def _settle_one(self, result: Settlement) -> None:
-        rows = delivery.settle_rows([result])
         with self._tx() as conn:
-            if delivery.settle(conn, rows) == 0:
+            if delivery.settle(conn, [result]) == 0:
                 raise NotFound(f"no outbox event {result.event_id!r}")
 
     def outbox_get(self, event_id: str) -> OutboxEvent:

@@ -14,6 +14,7 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 from hypothesis import given, settings
@@ -21,7 +22,7 @@ from hypothesis import strategies as st
 
 from ami_listener.core.lifecycle import Effect, Notify
 from ami_listener.core.models import Call, CallStatus, RetryConfig
-from ami_listener.errors import StoreError
+from ami_listener.errors import NotFound, StoreError
 from ami_listener.store import Store
 from ami_listener.store_outbox import OutboxEvent, Settlement, event_of
 from ami_listener.store_rows import dt_or_none, ts
@@ -257,6 +258,46 @@ def test_a_payload_the_store_did_not_write_is_refused_not_misread(store: Store) 
     store._conn.execute('UPDATE outbox SET payload = \'{"a":"x\x1ey"}\' WHERE seq = 1')
     with pytest.raises(StoreError, match="RS"):
         store.outbox_due(END, 10)
+
+
+ZONES = st.sampled_from([UTC, ZoneInfo("Asia/Kolkata"), ZoneInfo("America/St_Johns")])
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    at=st.datetimes(min_value=datetime(1970, 1, 2), max_value=datetime(9999, 12, 30)),
+    zone=ZONES,
+    whole=st.booleans(),
+)
+def test_a_first_try_delivered_records_its_instant_as_ts_writes_it(
+    at: datetime, zone: ZoneInfo, whole: bool
+) -> None:
+    # The acknowledgement writes delivered_at in SQL from microseconds since the epoch.
+    at = at.replace(tzinfo=zone, microsecond=0 if whole else at.microsecond)
+    with tempfile.TemporaryDirectory() as tmp, Store.open(Path(tmp, "s.db")) as store:
+        store.create_call(make_call(1), (Notify(CallStatus.QUEUED),))
+        (event,) = store.outbox_due(END, 1)
+        store.outbox_settle([Settlement(event.id, "delivered", at)])
+        row = store._conn.execute("SELECT delivered_at FROM outbox_acked").fetchone()
+        assert row == (ts(at),)
+
+
+def test_settling_an_id_not_made_by_event_id_is_not_found_and_writes_nothing(
+    store: Store,
+) -> None:
+    store.create_call(make_call(1), (Notify(CallStatus.QUEUED),))
+    (event,) = store.outbox_due(END, 1)
+    assert event.id == "evt_1_call-0001"
+    for bad in ("evt_1x_call-0001", "evt_1", "evt__call-0001", "xyz_1_call-0001"):
+        with pytest.raises(NotFound):
+            store.outbox_settle(
+                [Settlement(event.id, "delivered", T0), Settlement(bad, "delivered", T0)]
+            )
+        assert store.outbox_due(END, 1) == [event]  # the good one was not written either
+    # An id naming the event but not as event_id() writes it (leading zero): still that event.
+    store.outbox_settle([Settlement("evt_01_call-0001", "delivered", T0)])
+    assert store.outbox_due(END, 1) == []
+    assert store.outbox_get(event.id).state == "delivered"
 
 
 # ---- what a fetch reads ---------------------------------------------------------------
