@@ -109,7 +109,7 @@ def due(conn: sqlite3.Connection, at: str, limit: int, skip: Collection[str]) ->
     pending = json.loads(conn.execute(_PENDING_DUE, (at, limit, skipped)).fetchone()[0])
     heads: list[tuple[str, int, list[Any] | None]] = [(n, q, None) for n, q in pending]
     heads += [(row[6], row[0], row) for row in _new_heads(conn, at, limit, skipped)]
-    heads.sort(key=lambda head: head[:2])
+    heads.sort()  # by (next_at, seq): seq is unique, so the row is never compared
     del heads[limit:]
     wanted = [seq for _, seq, row in heads if row is None]
     chosen = _rows(conn.execute(_CHOSEN, (json.dumps(wanted),))) if wanted else []

@@ -24,7 +24,7 @@ from ami_listener.core.lifecycle import Effect, Notify
 from ami_listener.core.models import Call, CallStatus, RetryConfig
 from ami_listener.errors import NotFound, StoreError
 from ami_listener.store import Store
-from ami_listener.store_outbox import OutboxEvent, Settlement, event_of
+from ami_listener.store_outbox import OutboxEvent, Settlement, event_id, event_of
 from ami_listener.store_rows import dt_or_none, ts
 
 from .test_store import T0, make_call
@@ -186,6 +186,7 @@ def run_history(data: st.DataObject, monotone: bool) -> None:
             assert_invariants(store)
             for now, limit in (history.probe(), (END, 1 << 20)):
                 got = store.outbox_due(now, limit)
+                assert all(e.id == event_id(e.seq, e.call_id) for e in got)
                 if monotone or len(oracle(store, now, 1 << 20)) <= limit:
                     assert got == oracle(store, now, limit)
                 else:
