@@ -33,9 +33,10 @@ from .core.lifecycle import Effect, Notify
 from .core.models import FINAL_STATUSES, Call
 from .errors import NotFound, StoreError
 from .store_batches import BatchStore
-from .store_calls import CallQueries, Fn
+from .store_calls import CallQueries
 from .store_open import StoreFile
 from .store_outbox import OutboxEvent, OutboxStore
+from .store_part import Fn
 from .store_rows import (
     INSERT_CALL,
     SELECT_CALL,

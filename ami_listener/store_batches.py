@@ -7,34 +7,19 @@ a batch is written once with its calls (through ``Store``'s ``_insert_call`` and
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Sequence
-from contextlib import AbstractContextManager
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from .core.lifecycle import Effect
 from .core.models import Call, RetryConfig
 from .errors import NotFound
-from .store_rows import Configs, dt_or_none, ts
+from .store_part import StorePart
+from .store_rows import dt_or_none, ts
 
 
-class BatchStore:
+class BatchStore(StorePart):
     """The batch rows; the rest of ``Store`` is in store.py."""
-
-    _configs: Configs
-
-    if TYPE_CHECKING:  # Store's (store.py, store_outbox.py); declared for the type checker
-
-        def _tx(
-            self, begin: str = "BEGIN IMMEDIATE"
-        ) -> AbstractContextManager[sqlite3.Connection]: ...
-        def _read(self) -> AbstractContextManager[sqlite3.Connection]: ...
-        def _one(self, sql: str, args: tuple[Any, ...] = ()) -> Any: ...
-        def _insert_call(self, conn: sqlite3.Connection, call: Call, key: str | None) -> None: ...
-        def _write_effects(
-            self, conn: sqlite3.Connection, call: Call, effects: Sequence[Effect]
-        ) -> None: ...
 
     def create_batch(
         self,

@@ -10,35 +10,18 @@ API, the CLI, the scheduler's look ahead), plus ``claim_due``, which runs ``Stor
 # every value from outside goes through ``?`` parameters.
 from __future__ import annotations
 
-import sqlite3
-from collections.abc import Callable, Sequence
-from contextlib import AbstractContextManager
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from .core.lifecycle import Effect
 from .core.models import Call
+from .store_part import Fn, StorePart
 from .store_rows import dt_or_none, ts
 from .store_schema import LIVE, PENDING_IN
 
-Fn = Callable[[Call], tuple[Call, Sequence[Effect]]]
 
-
-class CallQueries:
+class CallQueries(StorePart):
     """Listings, counts and the claim of due calls; the rest of ``Store`` is in store.py."""
-
-    if TYPE_CHECKING:  # Store's (store.py, store_outbox.py); declared for the type checker
-
-        def _tx(
-            self, begin: str = "BEGIN IMMEDIATE"
-        ) -> AbstractContextManager[sqlite3.Connection]: ...
-        def _read(self) -> AbstractContextManager[sqlite3.Connection]: ...
-        def _one(self, sql: str, args: tuple[Any, ...] = ()) -> Any: ...
-        def _load(self, conn: sqlite3.Connection, call_id: str) -> Call: ...
-        def _current(self, conn: sqlite3.Connection, call_id: str) -> Call: ...
-        def _apply(
-            self, conn: sqlite3.Connection, old: Call, fn: Fn
-        ) -> tuple[Call, tuple[Effect, ...]]: ...
 
     def claim_due(self, now: datetime, limit: int, fn: Fn) -> list[tuple[Call, tuple[Effect, ...]]]:
         """Apply ``fn`` to up to ``limit`` pending calls due at ``now``, oldest first; one tx.

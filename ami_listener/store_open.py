@@ -7,14 +7,14 @@ transaction (``migrate`` is one of its transactions, like every write).
 from __future__ import annotations
 
 import sqlite3
-from contextlib import AbstractContextManager
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING, Self
+from typing import Self
 
 from sqlite_utils import Database
 
 from .errors import ConfigError, StoreError
+from .store_part import StorePart
 from .store_schema import MIGRATIONS
 
 MMAP_BYTES = 256 * 1024 * 1024  # of the database file read through mmap (address space only)
@@ -55,18 +55,8 @@ def connect(path: str | Path, *, synchronous: str, busy_timeout_s: float) -> Dat
     return db
 
 
-class StoreFile:
+class StoreFile(StorePart):
     """The database file of a ``Store``: open, migrate, close."""
-
-    db: Database
-    _conn: sqlite3.Connection
-
-    if TYPE_CHECKING:  # Store's (store.py); declared for the type checker
-
-        def __init__(self, db: Database) -> None: ...
-        def _tx(
-            self, begin: str = "BEGIN IMMEDIATE"
-        ) -> AbstractContextManager[sqlite3.Connection]: ...
 
     @classmethod
     def open(

@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Collection, Sequence
-from contextlib import AbstractContextManager
 from datetime import UTC, datetime
 from typing import Any
 
@@ -44,6 +43,7 @@ from .store_events import (
     event_of,
     parse_event_id,
 )
+from .store_part import StorePart
 from .store_rows import ts
 
 __all__ = [
@@ -76,13 +76,8 @@ _NO_INSTANT = datetime(1970, 1, 1, tzinfo=UTC)  # a dead event sets no instant (
 _LAST_INSTANT = ts(datetime.max.replace(tzinfo=UTC))  # next_outbox_at: due or not
 
 
-class OutboxStore:
+class OutboxStore(StorePart):
     """The outbox half of ``Store``: delivery reads and the per-event writes."""
-
-    _conn: sqlite3.Connection
-
-    def _tx(self, begin: str = "BEGIN IMMEDIATE") -> AbstractContextManager[sqlite3.Connection]:
-        raise NotImplementedError  # Store's: one transaction, see store.py
 
     def outbox_due(
         self, now: datetime, limit: int, *, skip: Collection[str] = ()
