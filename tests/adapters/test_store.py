@@ -394,11 +394,16 @@ def test_a_claim_waits_for_a_concurrent_claim_and_skips_its_calls(tmp_path: Path
     second.close()
 
 
+CALLS = 1000
+
+
 @pytest.mark.timeout(60)
 def test_two_processes_claim_each_call_exactly_once(tmp_path: Path) -> None:
+    # Enough claims (2 calls each) that a worker scheduled late on a busy machine still
+    # finds calls left: with 300 the other one once took them all under the full suite.
     path = tmp_path / "shared.db"
     with Store.open(path) as store:
-        for n in range(300):
+        for n in range(CALLS):
             store.create_call(make_call(n, scheduled_at=T0), ())
     workers = [
         subprocess.Popen(
@@ -422,9 +427,9 @@ def test_two_processes_claim_each_call_exactly_once(tmp_path: Path) -> None:
     claimed = [out[:-1] for out in outputs]
     assert all(claimed), "both processes should have claimed some calls"
     assert not set(claimed[0]) & set(claimed[1])
-    assert sorted(claimed[0] + claimed[1]) == [f"call-{n:04d}" for n in range(300)]
+    assert sorted(claimed[0] + claimed[1]) == [f"call-{n:04d}" for n in range(CALLS)]
     with Store.open(path) as store:
-        assert store.count_live() == 300
+        assert store.count_live() == CALLS
         assert all(len(c.attempts) == 1 for c in store.live_calls())
 
 
