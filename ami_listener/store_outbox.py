@@ -73,7 +73,7 @@ _STATE_IN = {  # outbox_list's filters; a state not here is o.state = ?
     "delivered": "(o.state = 'delivered' OR a.seq IS NOT NULL)",
 }
 _NO_INSTANT = datetime(1970, 1, 1, tzinfo=UTC)  # a dead event sets no instant (SETTLE)
-_LAST_INSTANT = ts(datetime.max.replace(tzinfo=UTC))  # next_outbox_at: due or not
+_LAST_INSTANT = datetime.max.replace(tzinfo=UTC)  # next_outbox_at: due or not
 
 
 class OutboxStore(StorePart):
@@ -179,8 +179,7 @@ class OutboxStore(StorePart):
         hold, not the backlog of new events, and takes the first new head by seq, the
         soonest as long as new events' next_at (their commit time) rises with seq.
         """
-        with self._tx("BEGIN") as conn:
-            heads = delivery.due(conn, _LAST_INSTANT, 1, ())
+        heads = self.outbox_due(_LAST_INSTANT, 1)
         return heads[0].next_at if heads else None
 
     def outbox_depth(self) -> int:
