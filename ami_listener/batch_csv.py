@@ -16,7 +16,7 @@ from __future__ import annotations
 import csv
 import io
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -24,7 +24,7 @@ import pydantic
 
 from .config import Settings
 from .core.lifecycle import Effect, Notify, new_call
-from .core.models import Call, CallRequest, RetryConfig, check_variable
+from .core.models import Call, CallRequest, RetryConfig, check_variable, evolve
 from .errors import ValidationError
 from .placing import RequestInvalid, field_errors, validation_context
 
@@ -161,7 +161,7 @@ def read_contacts(
             call, effects = new_call(new_id(), request, now, batch_id=batch_id)
             # Not due until the batch is scheduled; only the "queued" event is kept.
             kept = tuple(e for e in effects if isinstance(e, Notify))
-            out.calls.append((replace(call, scheduled_at=None), kept))
+            out.calls.append((evolve(call, scheduled_at=None), kept))
     except csv.Error as exc:
         raise _file_error(f"line {reader.line_num}: not valid CSV: {exc}") from None
     if names is None:

@@ -22,7 +22,6 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
-from dataclasses import replace
 from typing import Any, NoReturn
 
 from sqlite_utils import Database
@@ -30,7 +29,7 @@ from sqlite_utils import Database
 from . import store_outbox as ob
 from .core.execution import ExecutionJson
 from .core.lifecycle import Effect, Notify
-from .core.models import FINAL_STATUSES, Call
+from .core.models import FINAL_STATUSES, Call, evolve
 from .errors import NotFound, StoreError
 from .store_batches import BatchStore
 from .store_calls import CallQueries
@@ -248,6 +247,6 @@ class Store(StoreFile, CallQueries, BatchStore, OutboxStore):
             if isinstance(effect, Notify):
                 # The snapshot carries the notified status, should one transition report
                 # two statuses (each event then says what it announces).
-                snap = call if effect.status == call.status else replace(call, status=effect.status)
+                snap = call if effect.status == call.status else evolve(call, status=effect.status)
                 at = at or self._ts(call.updated_at)
                 conn.execute(ob.INSERT, (call.id, effect.status.value, self._json(snap), at, at))

@@ -11,7 +11,6 @@ The caller commits the returned call and its ``Notify`` effects in one transacti
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import replace
 from datetime import datetime
 
 from ..errors import IllegalTransition
@@ -38,6 +37,7 @@ from .models import (
     CallRequest,
     CallStatus,
     OutcomeStatus,
+    evolve,
 )
 from .policy import Retry, Rules, decide, first_dial_at
 
@@ -123,7 +123,7 @@ def _dispatch(call: Call, event: Dispatch, rules: Rules) -> Result:
     if moved:
         if call.status is CallStatus.RESCHEDULED and call.scheduled_at == at:
             return call, (Schedule(at),)
-        call = replace(call, status=CallStatus.RESCHEDULED, scheduled_at=at, updated_at=event.at)
+        call = evolve(call, status=CallStatus.RESCHEDULED, scheduled_at=at, updated_at=event.at)
         return call, (Notify(CallStatus.RESCHEDULED), Schedule(at))
     attempt = Attempt(
         id=event.attempt_id,
@@ -132,7 +132,7 @@ def _dispatch(call: Call, event: Dispatch, rules: Rules) -> Result:
         status=AttemptStatus.DIALING,
         started_at=event.at,
     )
-    call = replace(
+    call = evolve(
         call,
         status=CallStatus.INITIATED,
         scheduled_at=None,
@@ -145,12 +145,12 @@ def _dispatch(call: Call, event: Dispatch, rules: Rules) -> Result:
 def _defer(call: Call, event: Defer, rules: Rules) -> Result:
     if event.until <= event.at:
         raise IllegalTransition(f"Defer of call {call.id} must move it later")
-    return replace(call, scheduled_at=event.until, updated_at=event.at), (Schedule(event.until),)
+    return evolve(call, scheduled_at=event.until, updated_at=event.at), (Schedule(event.until),)
 
 
 def _ringing(call: Call, event: Ringing, rules: Rules) -> Result:
-    attempt = replace(_live(call, event.attempt_id, event), status=AttemptStatus.RINGING)
-    call = replace(
+    attempt = evolve(_live(call, event.attempt_id, event), status=AttemptStatus.RINGING)
+    call = evolve(
         call,
         status=CallStatus.RINGING,
         updated_at=event.at,
@@ -160,13 +160,13 @@ def _ringing(call: Call, event: Ringing, rules: Rules) -> Result:
 
 
 def _answered(call: Call, event: Answered, rules: Rules) -> Result:
-    attempt = replace(
+    attempt = evolve(
         _live(call, event.attempt_id, event),
         status=AttemptStatus.IN_PROGRESS,
         answered_at=event.at,
         uniqueid=event.uniqueid,
     )
-    call = replace(
+    call = evolve(
         call,
         status=CallStatus.IN_PROGRESS,
         updated_at=event.at,
@@ -178,7 +178,7 @@ def _answered(call: Call, event: Answered, rules: Rules) -> Result:
 def _ended(call: Call, event: AttemptEnded, rules: Rules) -> Result:
     live = _live(call, event.attempt_id, event)
     outcome, facts = event.outcome, event.outcome.facts
-    attempt = replace(
+    attempt = evolve(
         live,
         status=_ATTEMPT_STATUS[outcome.status],
         ended_at=event.at,
@@ -195,13 +195,13 @@ def _ended(call: Call, event: AttemptEnded, rules: Rules) -> Result:
         reason=outcome.reason,
         uniqueid=event.uniqueid or live.uniqueid,
     )
-    call = replace(call, attempts=_with_attempt(call, attempt), updated_at=event.at)
+    call = evolve(call, attempts=_with_attempt(call, attempt), updated_at=event.at)
     decision = decide(call, outcome, event.at, rules)
-    attempt = replace(attempt, decision=decision.why)
-    call = replace(call, attempts=_with_attempt(call, attempt))
+    attempt = evolve(attempt, decision=decision.why)
+    call = evolve(call, attempts=_with_attempt(call, attempt))
     if isinstance(decision, Retry):
         status = CallStatus.RESCHEDULED if decision.rescheduled else CallStatus.SCHEDULED
-        call = replace(
+        call = evolve(
             call,
             status=status,
             retry_count=call.retry_count + 1,
@@ -210,7 +210,7 @@ def _ended(call: Call, event: AttemptEnded, rules: Rules) -> Result:
         )
         return call, (Notify(status), Schedule(decision.at))
     failed = decision.status in {CallStatus.ERROR, CallStatus.FAILED}
-    call = replace(
+    call = evolve(
         call,
         status=decision.status,
         scheduled_at=None,
@@ -225,8 +225,8 @@ def _cancel(call: Call, event: Cancel, rules: Rules) -> Result:
         raise IllegalTransition(f"Cancel to {event.status.value}: only canceled or stopped")
     if call.status in LIVE_STATUSES:
         # Never hang up on a person mid-call: let the attempt end, then do not retry.
-        return replace(call, cancel_requested=event.status.value, updated_at=event.at), ()
-    call = replace(
+        return evolve(call, cancel_requested=event.status.value, updated_at=event.at), ()
+    call = evolve(
         call,
         status=event.status,
         scheduled_at=None,

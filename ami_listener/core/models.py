@@ -10,9 +10,11 @@ that importers need only this module. Everything here is pure: no clock, no I/O.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass, field, fields, replace
 from datetime import datetime
 from enum import StrEnum
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from .inputs import (
     BOLNA_MAX_RETRIES,
@@ -52,6 +54,7 @@ __all__ = [
     "RetryConfig",
     "RetryableStatus",
     "check_variable",
+    "evolve",
     "normalize_number",
 ]
 
@@ -177,3 +180,39 @@ class Call:
     @property
     def last_attempt(self) -> Attempt | None:
         return self.attempts[-1] if self.attempts else None
+
+
+# ``evolve(obj, **changes)`` is ``dataclasses.replace`` for ``Call`` and ``Attempt``, at
+# about a third of its cost: replace calls the frozen ``__init__``, which sets each field
+# through ``object.__setattr__``; evolve fills the slots of a bare instance directly.
+# Every state change makes two to four of these, on the write path. The type checker
+# sees ``dataclasses.replace`` itself, so it still checks field names and types.
+_T = TypeVar("_T")
+_Plan = tuple[tuple[str, Callable[[Any, Any], None], Callable[[Any], Any]], ...]
+
+
+def _plan(cls: type) -> _Plan:
+    """How to copy ``cls`` slot by slot; only for classes where that equals ``replace``."""
+    if hasattr(cls, "__post_init__") or not all(f.init for f in fields(cls)):
+        raise TypeError(f"{cls.__name__}: evolve would skip __post_init__ or init=False")
+    return tuple(
+        (f.name, getattr(cls, f.name).__set__, getattr(cls, f.name).__get__) for f in fields(cls)
+    )
+
+
+_PLANS: dict[type, _Plan] = {Call: _plan(Call), Attempt: _plan(Attempt)}
+
+if TYPE_CHECKING:
+    from dataclasses import replace as evolve
+else:
+
+    def evolve(obj: _T, /, **changes: Any) -> _T:
+        plan = _PLANS.get(type(obj))
+        if plan is None:
+            return replace(obj, **changes)
+        new = object.__new__(type(obj))
+        for name, put, get in plan:
+            put(new, changes.pop(name) if name in changes else get(obj))
+        if changes:
+            raise TypeError(f"{type(obj).__name__} has no field {', '.join(sorted(changes))}")
+        return new

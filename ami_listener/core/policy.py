@@ -14,11 +14,20 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from .models import VOICEMAIL, Attempt, AttemptStatus, Call, CallStatus, OutcomeStatus, RetryConfig
+from .models import (
+    VOICEMAIL,
+    Attempt,
+    AttemptStatus,
+    Call,
+    CallStatus,
+    OutcomeStatus,
+    RetryConfig,
+    evolve,
+)
 from .outcomes import Outcome
 from .windows import CallingWindow, recipient_zone
 
@@ -228,11 +237,11 @@ def preview(
             started_at=started_at,
             ended_at=now,
         )
-        call = replace(call, attempts=(*call.attempts, attempt))
+        call = evolve(call, attempts=(*call.attempts, attempt))
         decision = _decide(call, outcome, now, rules, zone)
         if isinstance(decision, Stop):
             return plan
         plan.append((call.retry_count + 1, decision.at, decision.rescheduled))
-        call = replace(call, retry_count=call.retry_count + 1)
+        call = evolve(call, retry_count=call.retry_count + 1)
         started_at = decision.at
         now = started_at + duration

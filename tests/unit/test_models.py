@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+from dataclasses import FrozenInstanceError, dataclass, fields, replace
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -11,12 +13,20 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from ami_listener.core.models import (
+    Attempt,
+    AttemptStatus,
+    Call,
     CallRequest,
+    CallStatus,
+    OutcomeStatus,
     RetryableStatus,
     RetryConfig,
     check_variable,
+    evolve,
     normalize_number,
 )
+from ami_listener.core.models import _plan as evolve_plan
+from ami_listener.core.outcomes import Outcome
 
 
 def test_defaults_are_bolnas() -> None:
@@ -169,3 +179,91 @@ def test_call_request_validates_every_field() -> None:
             CallRequest.model_validate(body)
         text = str(info.value)
         assert field in text or (field == "webhook_url" and "webhook_url" in text), field
+
+
+# ---- evolve: dataclasses.replace for Call and Attempt, cheaper -------------------------
+_T0 = datetime(2026, 1, 26, 10, 0, tzinfo=UTC)
+_ATTEMPT = Attempt(
+    id="att-1",
+    call_id="call-1",
+    number=1,
+    status=AttemptStatus.RINGING,
+    started_at=_T0,
+    uniqueid="1769421600.1",
+)
+_CALL = Call(
+    id="call-1",
+    target="sales-ivr",
+    to_number="+14155550123",
+    status=CallStatus.RINGING,
+    retry_config=RetryConfig(enabled=True),
+    created_at=_T0,
+    updated_at=_T0,
+    scheduled_at=None,
+    variables={"name": "Ada"},
+    attempts=(_ATTEMPT,),
+)
+_CHANGES: dict[type, dict[str, Any]] = {
+    Call: {
+        "status": CallStatus.COMPLETED,
+        "updated_at": _T0 + timedelta(minutes=3),
+        "scheduled_at": _T0 + timedelta(hours=1),
+        "retry_count": 2,
+        "error_message": "x",
+        "attempts": (),
+        "variables": {},
+    },
+    Attempt: {
+        "status": AttemptStatus.COMPLETED,
+        "ended_at": _T0 + timedelta(minutes=3),
+        "cause": 16,
+        "cause_txt": "Normal Clearing",
+        "permanent": True,
+        "decision": "completed: no retry",
+    },
+}
+
+
+@pytest.mark.parametrize("obj", [_CALL, _ATTEMPT], ids=["Call", "Attempt"])
+@given(data=st.data())
+def test_evolve_equals_dataclasses_replace(obj: Any, data: st.DataObject) -> None:
+    changes = data.draw(st.dictionaries(st.sampled_from(sorted(_CHANGES[type(obj)])), st.none()))
+    changes = {name: _CHANGES[type(obj)][name] for name in changes}
+    new = evolve(obj, **changes)
+    assert type(new) is type(obj)
+    assert new == replace(obj, **changes)
+    for f in fields(obj):  # fields left alone are the same objects, as replace leaves them
+        if f.name not in changes:
+            assert getattr(new, f.name) is getattr(obj, f.name)
+    assert obj == replace(new, **{f.name: getattr(obj, f.name) for f in fields(obj)})
+
+
+def test_evolve_refuses_an_unknown_field_and_stays_frozen() -> None:
+    with pytest.raises(TypeError, match="Call has no field nosuch"):
+        evolve(_CALL, status=CallStatus.COMPLETED, nosuch=1)  # type: ignore[call-arg]
+    new = evolve(_CALL, status=CallStatus.COMPLETED)
+    with pytest.raises(FrozenInstanceError):
+        new.status = CallStatus.RINGING  # type: ignore[misc]
+
+
+def test_evolve_of_other_dataclasses_is_replace() -> None:
+    config = RetryConfig(enabled=True)
+    outcome = Outcome(OutcomeStatus.BUSY, permanent=False, reason="SIP 486")
+    assert evolve(outcome, permanent=True) == replace(outcome, permanent=True)
+    with pytest.raises(TypeError):
+        evolve(config)  # not a dataclass: replace's own error
+
+
+def test_evolve_is_only_planned_where_copying_slots_equals_replace() -> None:
+    @dataclass(frozen=True, slots=True)
+    class Checked:
+        n: int
+
+        def __post_init__(self) -> None:
+            if self.n < 0:
+                raise ValueError("n")
+
+    with pytest.raises(TypeError, match="__post_init__"):
+        evolve_plan(Checked)
+    with pytest.raises(ValueError, match="n"):
+        evolve(Checked(1), n=-1)  # not planned: replace, so __post_init__ runs
