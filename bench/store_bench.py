@@ -19,10 +19,12 @@ Where the time of one full-mode outcome commit goes (measured on the dev box, pe
 after attempts moved into the call row: 3 WAL frames instead of 4, one statement fewer):
 COMMIT ~80 us median / ~92 us mean (checkpoints ~10%; the raw side's whole commit is
 ~85 us), BEGIN + data_version ~7 us, the call UPDATE ~18 us, the outbox INSERT ~9 us,
-the bench's transition function (two copies, as lifecycle makes them) ~15-22 us, the Store's own
-Python ~23-27 us (payload text ~9, attempts text ~5, row diff ~3). The hand-written line
-runs ~120-130 us: 0.63-0.80x raw. With the Store the same run gives 0.37-0.43x: the
-remaining gap is Python (the function's and the Store's), not pages.
+the bench's transition function (two copies with ``evolve``, as lifecycle makes them)
+~9 us (15-22 us with ``dataclasses.replace``), the Store's own Python ~23-27 us (payload
+text ~9, attempts text ~5, row diff ~3). The hand-written line runs ~120-130 us:
+0.63-0.83x raw. With the Store the same run gives 0.36-0.43x: the remaining gap is
+Python (the function's and the Store's), not pages. Python runs 2-4x slower right after
+an fsync than in a warm loop, so each of its microseconds counts more under ``full``.
 """
 
 from __future__ import annotations
