@@ -11,7 +11,6 @@ and no UNIQUE index: a lookup by id is a rowid lookup, checked against the call 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, NamedTuple
 
@@ -36,12 +35,14 @@ class OutboxEvent(NamedTuple):
     webhook_url: str | None  # the call's url, else its batch's, else None
 
 
-@dataclass(frozen=True, slots=True)
-class Settlement:
+class Settlement(NamedTuple):
     """How one delivery attempt ended, for ``outbox_settle``.
 
     ``state``: 'delivered' (``at`` = delivered_at), 'pending' (retry at ``at``) or 'dead'.
     ``attempted`` is False when nothing was sent (no destination): attempts stay as they are.
+
+    A NamedTuple, like ``OutboxEvent``: the sender makes one per delivery on the event
+    loop, and a frozen dataclass's __init__ took 1.7 us of that loop's time (0.7 now).
     """
 
     event_id: str
@@ -73,13 +74,16 @@ def event_of(row: Sequence[Any]) -> OutboxEvent:
 
     Built per event fetched, in the database thread, which holds the GIL meanwhile: the
     tuple is made directly (not through the NamedTuple's Python ``__new__``) and the id
-    written inline as ``event_id`` writes it: 0.67 us a row, was 0.97."""
-    seq, call_id, state = row[0], row[1], row[7]
+    written inline as ``event_id`` writes it: 0.67 us a row, was 0.97. A new event's next_at
+    is its created_at, parsed once."""
+    seq, call_id, created, state = row[0], row[1], row[4], row[7]
+    created_at = _instant(created)
     return _tuple_new(
         OutboxEvent,
         (
-            f"evt_{seq}_{call_id}", seq, call_id, row[2], row[3], _instant(row[4]), row[5],
-            _instant(row[6]), "pending" if state == "new" else state, row[8], row[9],
+            f"evt_{seq}_{call_id}", seq, call_id, row[2], row[3], created_at, row[5],
+            created_at if row[6] == created else _instant(row[6]),  # a new event: the same
+            "pending" if state == "new" else state, row[8], row[9],
         ),
     )  # fmt: skip
 
