@@ -37,10 +37,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections import deque
 from collections.abc import Callable, Collection
 from datetime import UTC, datetime, timedelta
 from functools import partial
 from importlib import metadata
+from operator import itemgetter
 
 import aiohttp
 
@@ -64,6 +66,7 @@ URL_CACHE_MAX = 4096
 POLL_S = 30.0  # re-read the outbox at least this often: the CLI's replay cannot wake us
 NO_URL = "no webhook URL"
 _EVERYTHING = datetime.max.replace(tzinfo=UTC)  # outbox_due(now=this): also the not-yet-due
+_CALL_ID, _RESULT = itemgetter(0), itemgetter(1)  # of the (call id, result) pairs in _done
 
 
 def _version() -> str:
@@ -104,13 +107,15 @@ class WebhookSender(RetryPolicy, RunBookkeeping):
         self._timeout = aiohttp.ClientTimeout(total=settings.timeout_s)
         self._max_age = timedelta(seconds=settings.max_age_s)
         self._user_agent = f"asterisk-autoretry/{_version()}"
+        self._static: dict[str, str] = {}  # headers the session does not add itself
         self._poke = asyncio.Event()
         self._answered = asyncio.Event()  # a worker finished a request
         self._stopping = False
         self._busy: set[str] = set()  # calls with an event in flight or its result unwritten
         self._in_flight = 0
         self._checked: dict[str, str | None] = {}  # url -> check_url(url)
-        self._ready: asyncio.Queue[OutboxEvent] = asyncio.Queue()  # read ahead: due, busy
+        self._ready: deque[OutboxEvent] = deque()  # read ahead: due, their calls busy
+        self._idle: deque[asyncio.Future[None]] = deque()  # workers waiting for an event
         self._done: list[tuple[str, Settlement]] = []  # (call id, result) not yet committed
         self.delivered = 0  # events acknowledged with a 2xx
         self.failed = 0  # failed attempts (each non-2xx, timeout or network error)
@@ -136,13 +141,22 @@ class WebhookSender(RetryPolicy, RunBookkeeping):
         self._log_start()
         s = self._settings
         self._busy.clear()  # a second run() (after a cancel) starts from the database
-        self._ready = asyncio.Queue()
+        self._ready = deque()
+        self._idle = deque()
         self._stopping = False
         session = self._session
         owned = session is None
         if session is None:
             connector = aiohttp.TCPConnector(limit=s.concurrency)
-            session = aiohttp.ClientSession(connector=connector, timeout=self._timeout)
+            # The static header is the session's: aiohttp copies a session's headers in C,
+            # and runs two Python loops per header passed with a request (~4k instructions
+            # each, bench/webhooks.py's client measured under callgrind).
+            session = aiohttp.ClientSession(
+                connector=connector,
+                timeout=self._timeout,
+                headers={"User-Agent": self._user_agent},
+            )
+        self._static = {} if owned else {"User-Agent": self._user_agent}
         # Long-lived workers, not a task per event: they take events from the queue the
         # pump fills, so a slot is refilled at once, without waiting for the next commit.
         workers = [
@@ -168,7 +182,7 @@ class WebhookSender(RetryPolicy, RunBookkeeping):
                 self._done
                 and self._in_flight
                 and len(self._done) < batch // 4
-                and self._ready.qsize() >= batch // 4
+                and len(self._ready) >= batch // 4
             ):
                 # More results are on their way: let them share this commit. A commit
                 # costs ~0.5 ms of CPU whatever it holds, taken from the receiver's and
@@ -180,7 +194,7 @@ class WebhookSender(RetryPolicy, RunBookkeeping):
             # Read ahead while the queue is low (see the module's docstring), past the calls
             # with an event in hand (their heads are those events; the ones in ``done`` are
             # settled first, in the same trip, and their next events may come).
-            queued = self._ready.qsize()
+            queued = len(self._ready)
             want = batch - queued if queued < batch // 2 else 0
             # Ramp up: at most 4x what is queued (a few when idle), so the workers start at
             # once and each read takes less time than the queue lasts (a full batch takes
@@ -188,7 +202,7 @@ class WebhookSender(RetryPolicy, RunBookkeeping):
             ramp = want > max(4 * concurrency, 4 * queued)
             if ramp:
                 want = max(4 * concurrency, 4 * queued)
-            skip = self._busy.difference([call_id for call_id, _ in done]) if want else ()
+            skip = self._busy.difference(map(_CALL_ID, done)) if want else ()
             # Shielded: a stop while this is queued for the database thread must not drop
             # the results taken out of self._done (they would be sent again after a restart).
             events = await asyncio.shield(
@@ -196,18 +210,7 @@ class WebhookSender(RetryPolicy, RunBookkeeping):
             )
             self._settled(done)
             if want:
-                next_at = None
-                now = self._clock()
-                for event in events:
-                    if event.call_id in self._busy:
-                        continue
-                    if event.next_at > now:
-                        next_at = event.next_at  # sorted by next_at: the first is the soonest
-                        break
-                    if self._stopping:
-                        break  # draining: nothing new goes out
-                    self._busy.add(event.call_id)
-                    self._ready.put_nowait(event)
+                next_at = self._queue(events) if not self._stopping else None
             # A full read of due events ramps on at once. One that reached events not yet
             # due does not: the sender waits for the soonest (reading them again at once
             # would spin while heads sit in backoff).
@@ -223,13 +226,40 @@ class WebhookSender(RetryPolicy, RunBookkeeping):
                 async with asyncio.timeout(timeout):
                     await self._poke.wait()
 
+    def _queue(self, events: list[OutboxEvent]) -> datetime | None:
+        """Hand the due ones of ``events`` (sorted by next_at) to the workers; the first
+        instant not yet due, if any."""
+        busy, ready, now = self._busy, self._ready, self._clock()
+        soonest = None
+        for event in events:
+            call_id = event.call_id
+            if call_id in busy:
+                continue
+            if event.next_at > now:
+                soonest = event.next_at  # sorted by next_at: the first is the soonest
+                break
+            busy.add(call_id)
+            ready.append(event)
+        # Wake as many idle workers as there are events (a deque and futures, not an
+        # asyncio.Queue: its put and get cost ~90 bytecodes an event on this loop).
+        idle, waking = self._idle, len(ready)
+        while idle and waking:
+            waiter = idle.popleft()
+            if not waiter.done():  # its worker was cancelled
+                waiter.set_result(None)
+                waking -= 1
+        return soonest
+
     async def _work(self, session: aiohttp.ClientSession) -> None:
-        ready = self._ready
+        ready, idle = self._ready, self._idle
+        loop = asyncio.get_running_loop()
         while True:
-            try:  # the usual case: no coroutine to await
-                event = ready.get_nowait()
-            except asyncio.QueueEmpty:
-                event = await ready.get()
+            if not ready:
+                waiter = loop.create_future()
+                idle.append(waiter)
+                await waiter
+                continue
+            event = ready.popleft()
             self._in_flight += 1
             try:
                 result = await self._attempt(session, event)
@@ -257,16 +287,17 @@ class WebhookSender(RetryPolicy, RunBookkeeping):
             return Settlement(event.id, "dead", self._clock(), problem)
         body = event.payload.encode()
         headers = {
-            "Content-Type": "application/json",
-            "User-Agent": self._user_agent,
+            **self._static,
             "X-Autoretry-Event-Id": event.id,
             "X-Autoretry-Event": event.status,
         }
         if self._signer is not None:
             headers[SIGNATURE_HEADER] = self._signer(body, int(self._clock().timestamp()))
+        # Content-Type comes with the body (a header less to loop over, as above).
+        data = aiohttp.BytesPayload(body, content_type="application/json")
         try:
             async with session.post(
-                url, data=body, headers=headers, allow_redirects=False, timeout=self._timeout
+                url, data=data, headers=headers, allow_redirects=False, timeout=self._timeout
             ) as resp:
                 await drain_body(resp)
                 status = resp.status
@@ -285,6 +316,4 @@ def _settle_and_fetch(
 ) -> list[OutboxEvent]:
     # One trip to the database thread, one transaction: write the results in, read what
     # is next.
-    return store.outbox_settle_and_due(
-        [result for _, result in done], _EVERYTHING, limit, skip=skip
-    )
+    return store.outbox_settle_and_due(list(map(_RESULT, done)), _EVERYTHING, limit, skip=skip)

@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import Counter, deque
 from collections.abc import Callable
+from operator import itemgetter
 
 from .config_sections import WebhooksSettings
 from .metrics import Metrics
@@ -28,6 +30,8 @@ from .writer import Writer
 log = logging.getLogger("ami_listener.webhooks")
 
 OnSettled = Callable[[Settlement], None]
+_CALL_ID, _RESULT = itemgetter(0), itemgetter(1)  # of the (call id, result) pairs in _done
+_STATE_ATTEMPTED = itemgetter(1, 4)  # Settlement's state and attempted
 
 
 class RunBookkeeping:
@@ -42,7 +46,7 @@ class RunBookkeeping:
     _stopping: bool
     _busy: set[str]
     _in_flight: int
-    _ready: asyncio.Queue[OutboxEvent]
+    _ready: deque[OutboxEvent]
     _done: list[tuple[str, Settlement]]
     delivered: int
     failed: int
@@ -66,8 +70,8 @@ class RunBookkeeping:
         delivered and not sent again after the restart. Then cancel ``run()``: it writes
         the results in hand."""
         self._stopping = True
-        while not self._ready.empty():  # taken from the outbox but not sent: stay pending
-            self._busy.discard(self._ready.get_nowait().call_id)
+        while self._ready:  # taken from the outbox but not sent: stay pending
+            self._busy.discard(self._ready.popleft().call_id)
         try:
             async with asyncio.timeout(timeout_s):
                 while self._in_flight:
@@ -77,16 +81,19 @@ class RunBookkeeping:
             log.warning("webhooks: stopping with %d requests unanswered", self._in_flight)
 
     def _settled(self, done: list[tuple[str, Settlement]]) -> None:
-        for call_id, result in done:
-            self._busy.discard(call_id)
-            if result.state == "delivered":
-                self.delivered += result.attempted
+        # Counted by (state, attempted) in C: a trip settles hundreds of results, nearly
+        # all alike, and a Python loop over them cost ~40 bytecodes a result on the loop.
+        self._busy.difference_update(map(_CALL_ID, done))
+        for (state, attempted), n in Counter(map(_STATE_ATTEMPTED, map(_RESULT, done))).items():
+            if state == "delivered":
+                self.delivered += n * attempted
             else:
-                self.failed += 1
-                self.dead += result.state == "dead"
+                self.failed += n
+                self.dead += n * (state == "dead")
             if self._metrics is not None:
-                self._metrics.webhook_settled(result.state, result.attempted)
-            if self._on_settled is not None:
+                self._metrics.webhook_settled(state, attempted, n)
+        if self._on_settled is not None:
+            for _, result in done:
                 self._on_settled(result)
 
     async def _flush(self) -> None:

@@ -67,11 +67,13 @@ def test_webhook_results_start_at_zero_and_map_settlements() -> None:
     metrics.webhook_settled("delivered", attempted=False)  # no URL: nothing was sent
     metrics.webhook_settled("pending", attempted=True)  # failed, retried later
     metrics.webhook_settled("dead", attempted=True)
+    metrics.webhook_settled("delivered", attempted=True, count=3)  # a trip's results, by kind
+    metrics.webhook_settled("pending", attempted=False, count=2)
     got = {
         r: value(metrics, "autoretry_webhook_deliveries_total", result=r)
         for r in ("delivered", "failed", "dead")
     }
-    assert got == {"delivered": 1, "failed": 1, "dead": 1}
+    assert got == {"delivered": 4, "failed": 1, "dead": 1}
 
 
 def test_dial_lag_and_gauges() -> None:

@@ -274,6 +274,24 @@ async def test_per_call_order_with_concurrency(tmp_path: Path) -> None:
     assert first_three == set(calls)
 
 
+async def test_concurrency_requests_are_on_the_wire_at_once_and_no_more(tmp_path: Path) -> None:
+    # Every worker takes part, each idle one is woken for the events read, and the fifth
+    # event waits for a free worker. The receiver holds each request until released.
+    db = tmp_path / "a.db"
+    async with Receiver(lambda n, r: "hang") as rx:
+        for i in range(6):
+            place(db, f"c{i}", rx.url)
+        async with sending(db, settings(concurrency=4), Clock()) as (sender, res):
+            await rx.until(lambda: len(rx.requests) == 4)
+            assert sender.delivered == 0
+            with pytest.raises(TimeoutError):  # the expected outcome: nothing more is sent
+                await rx.until(lambda: len(rx.requests) > 4, limit_s=0.3)
+            rx.release()
+            await res.until(6)
+    assert [r.state for r in res.items] == ["delivered"] * 6
+    assert len({r.headers["X-Autoretry-Event-Id"] for r in rx.requests}) == 6  # each once
+
+
 async def test_allow_list_refusal_is_dead_and_replay_delivers(tmp_path: Path) -> None:
     db = tmp_path / "a.db"
     async with Receiver() as rx:
