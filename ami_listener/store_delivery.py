@@ -25,6 +25,7 @@ import json
 import sqlite3
 from collections.abc import Collection, Sequence
 from datetime import UTC, datetime, timedelta
+from operator import itemgetter
 from typing import Any
 
 from .errors import NotFound, StoreError
@@ -108,8 +109,12 @@ def due(conn: sqlite3.Connection, at: str, limit: int, skip: Collection[str]) ->
     """``OutboxStore.outbox_due``'s reads, in its read transaction (``at``: ``ts(now)``)."""
     skipped = json.dumps(list(skip))
     pending = json.loads(conn.execute(_PENDING_DUE, (at, limit, skipped)).fetchone()[0])
+    new = _new_heads(conn, at, limit, skipped)
+    if not pending:  # the usual case; the same as below, in C (this thread holds the GIL)
+        new.sort(key=_DUE_ORDER)
+        return list(map(event_of, new))
     heads: list[tuple[str, int, list[Any] | None]] = [(n, q, None) for n, q in pending]
-    heads += [(row[6], row[0], row) for row in _new_heads(conn, at, limit, skipped)]
+    heads += [(row[6], row[0], row) for row in new]
     heads.sort()  # by (next_at, seq): seq is unique, so the row is never compared
     del heads[limit:]
     wanted = [seq for _, seq, row in heads if row is None]
@@ -180,17 +185,32 @@ def _new_heads(conn: sqlite3.Connection, at: str, limit: int, skipped: str) -> l
     while True:
         rows = _rows(conn.execute(_NEW_UNBLOCKED, (start, limit, skipped)))
         rows.sort()  # json_group_array keeps the subquery's order in practice, not by contract
-        for row in rows:
-            if row[1] in seen:
-                continue
-            seen.add(row[1])
-            if row[6] <= at:
-                heads.append(row)
-                if len(heads) == limit:
-                    return heads
+        calls = list(map(_CALL, rows))
+        if (  # the usual read: each row is its call's first, all are due (in C, see due())
+            len(set(calls)) == len(rows)
+            and seen.isdisjoint(calls)
+            and (not rows or max(map(_NEXT_AT, rows)) <= at)
+        ):
+            heads += rows[: limit - len(heads)]
+            if len(heads) == limit:
+                return heads
+            seen.update(calls)
+        else:
+            for row in rows:
+                if row[1] in seen:
+                    continue
+                seen.add(row[1])
+                if row[6] <= at:
+                    heads.append(row)
+                    if len(heads) == limit:
+                        return heads
         if len(rows) < limit:
             return heads
         start = rows[-1][0] + 1
+
+
+_CALL, _NEXT_AT = itemgetter(1), itemgetter(6)  # of a row in SELECT's column order
+_DUE_ORDER = itemgetter(6, 0)  # (next_at, seq)
 
 
 def advance_cursor(conn: sqlite3.Connection) -> None:
