@@ -70,6 +70,16 @@ _ADVANCE = (
     "ORDER BY o.seq LIMIT 1), (SELECT max(seq) + 1 FROM outbox), c.seq)), "
     "EXISTS (SELECT 1 FROM outbox WHERE state = 'pending') FROM outbox_cursor c"
 )
+# advance_cursor's one statement for the usual case, no event pending (nothing can wait
+# behind one): _ADVANCE's stop, written only if it moves the cursor. No row changed means
+# the cursor stays or an event is pending: then _ADVANCE decides, as always.
+_ADVANCE_UNBLOCKED = (
+    "UPDATE outbox_cursor SET seq = s.stop FROM (SELECT max(c.seq, coalesce((SELECT o.seq "
+    f"FROM outbox o WHERE o.seq >= c.seq AND o.state = 'new' AND {NOT_ACKED} "
+    "ORDER BY o.seq LIMIT 1), (SELECT max(seq) + 1 FROM outbox), c.seq)) AS stop "
+    "FROM outbox_cursor c) s WHERE outbox_cursor.id = 0 AND outbox_cursor.seq != s.stop "
+    "AND NOT EXISTS (SELECT 1 FROM outbox WHERE state = 'pending')"
+)
 _PASSED = (  # the new events the cursor passes: each waits behind a pending one of its call
     "UPDATE outbox SET state = 'pending' "
     "WHERE seq >= ?1 AND seq < ?2 AND state = 'new' "
@@ -222,6 +232,8 @@ def advance_cursor(conn: sqlite3.Connection) -> None:
     not, the cursor would stop there), and becomes pending. Run in the transaction that
     settled events, after their updates.
     """
+    if conn.execute(_ADVANCE_UNBLOCKED).rowcount:  # one statement, not two or three
+        return
     start, stop, pending = conn.execute(_ADVANCE).fetchone()
     if stop != start:
         if pending:  # else every event passed is acked or settled: nothing waits

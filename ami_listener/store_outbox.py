@@ -93,7 +93,7 @@ class OutboxStore(StorePart):
         """
         if limit <= 0:
             return []
-        with self._tx("BEGIN") as conn:  # one snapshot for the reads
+        with self._tx("BEGIN", calls=False) as conn:  # one snapshot for the reads
             return delivery.due(conn, ts(now), limit, skip)
 
     def outbox_delivered(self, event_id: str, at: datetime) -> None:
@@ -113,7 +113,7 @@ class OutboxStore(StorePart):
         commit per event would make the disk, not the network, the limit. An id that
         matches no row is skipped (rows are never deleted; it cannot come from a fetch).
         """
-        with self._tx() as conn:
+        with self._tx(calls=False) as conn:
             delivery.settle(conn, results)
 
     def outbox_settle_and_due(
@@ -130,7 +130,7 @@ class OutboxStore(StorePart):
         (``store_delivery``'s module doc), so a statement less is a GIL round trip less."""
         if not results:
             return self.outbox_due(now, limit, skip=skip)
-        with self._tx() as conn:
+        with self._tx(calls=False) as conn:
             delivery.settle(conn, results)
             return delivery.due(conn, ts(now), limit, skip) if limit > 0 else []
 

@@ -351,3 +351,60 @@ def test_a_fetch_of_ten_reads_the_same_whatever_the_backlog(store: Store) -> Non
     got = store.outbox_due(END, 10)
     assert got == oracle(store, END, 10)
     assert [e.call_id for e in got] == [f"call-{n:04d}" for n in range(2, 12)]
+
+
+# ---- what a sender's trip runs ----------------------------------------------------------
+def statements(store: Store, trip: Callable[[], object]) -> list[str]:
+    """The SQL ``trip`` runs, in order (SQLite's trace hook): each statement the database
+    thread runs gives up the GIL and must win it back from the event loop."""
+    ran: list[str] = []
+    store._conn.set_trace_callback(ran.append)
+    try:
+        trip()
+    finally:
+        store._conn.set_trace_callback(None)
+    return ran
+
+
+def test_a_settle_trip_with_nothing_pending_is_four_statements(store: Store) -> None:
+    add_backlog(store, "b1", 1, 5)
+    heads = store.outbox_due(END, 3)
+    acks = [Settlement(e.id, "delivered", T0 + timedelta(seconds=1)) for e in heads]
+    ran = statements(store, lambda: store.outbox_settle(acks))
+    # BEGIN, the acks, the cursor (one UPDATE: nothing is pending), COMMIT. No call is read,
+    # so no data_version check for the call cache.
+    assert len(ran) == 4, ran
+    assert not any("data_version" in sql for sql in ran)
+    assert store._one("SELECT seq FROM outbox_cursor")[0] == heads[-1].seq + 1
+    # With an event pending the cursor takes the full path, which finds the same stop.
+    (fourth,) = store.outbox_due(END, 1)
+    store.outbox_retry_later(fourth.id, END - timedelta(days=1), "HTTP 503")
+    assert store._one("SELECT seq FROM outbox_cursor")[0] == fourth.seq + 1
+    (fifth,) = store.outbox_due(END, 1)
+    ran = statements(store, lambda: store.outbox_delivered(fifth.id, T0))
+    assert len(ran) > 4
+    assert store.outbox_due(END, 5) == [store.outbox_get(fourth.id)]
+    assert store._one("SELECT seq FROM outbox_cursor")[0] == fifth.seq + 1
+
+
+def test_a_calls_transaction_after_outbox_trips_still_sees_another_connections_commit(
+    store: Store, tmp_path: Path
+) -> None:
+    # The outbox trips skip the data_version check; the next calls transaction makes it,
+    # and a commit by another connection in between is not missed (the call cache, which
+    # ``transition`` reads, is dropped).
+    call = make_call(1)
+    store.create_call(call, (Notify(CallStatus.QUEUED),))
+    seen: list[int] = []
+
+    def look(c: Call) -> tuple[Call, tuple[Effect, ...]]:
+        seen.append(c.retry_count)
+        return c, ()
+
+    store.transition(call.id, look)  # the call is in the cache from here on
+    with Store.open(tmp_path / "store.db") as other:
+        other.transition(call.id, lambda c: (replace(c, retry_count=7), ()))
+    (event,) = store.outbox_due(END, 5)
+    store.outbox_delivered(event.id, T0)
+    store.transition(call.id, look)
+    assert seen == [call.retry_count, 7]
