@@ -17,7 +17,8 @@ a commit costs a few hundred microseconds of CPU (and an fsync) however little i
 Both are one trip to the database thread, and each trip runs a handful of statements
 whatever it holds (``store_outbox``): that thread gives up the GIL around every SQLite
 step and must win it back from this loop, so a statement per event would cost a GIL
-round trip per event. Signatures come from precomputed hash states (``Signer``).
+round trip per event. Signatures come from precomputed hash states (``Signer``). Request
+timeouts are one watchdog task's (``webhooks_deadline``), not an aiohttp timer each.
 
 Failures (non-2xx, timeouts, connection errors; a 3xx too: redirects are not followed)
 are retried with backoff until the event is ``max_age_s`` old (``webhooks_retry``). At a
@@ -50,21 +51,21 @@ from .config_sections import WebhooksSettings
 from .metrics import Metrics
 from .store import OutboxEvent, Store
 from .store_outbox import Settlement
-from .webhooks_http import check_url, describe_error, drain_body, safe_url
+from .webhooks_deadline import Deadlines
+from .webhooks_http import check_url, safe_url
+from .webhooks_post import NO_TIMEOUT, NO_URL, Posting
 from .webhooks_retry import RetryPolicy
 from .webhooks_run import OnSettled, RunBookkeeping
-from .webhooks_sign import SIGNATURE_HEADER, Signer, sign, verify
+from .webhooks_sign import Signer, sign, verify
 from .writer import Writer
 
-__all__ = ["WebhookSender", "check_url", "safe_url", "sign", "verify"]
+__all__ = ["NO_URL", "WebhookSender", "check_url", "safe_url", "sign", "verify"]
 
 log = logging.getLogger(__name__)
 
 PREFETCH_MIN = 1024  # due events read per query, at least
 LINGER_S = 0.02  # how long a result may wait for others to share its commit (and fsync)
-URL_CACHE_MAX = 4096
 POLL_S = 30.0  # re-read the outbox at least this often: the CLI's replay cannot wake us
-NO_URL = "no webhook URL"
 _EVERYTHING = datetime.max.replace(tzinfo=UTC)  # outbox_due(now=this): also the not-yet-due
 _CALL_ID, _RESULT = itemgetter(0), itemgetter(1)  # of the (call id, result) pairs in _done
 
@@ -81,7 +82,7 @@ def _signer(settings: WebhooksSettings) -> Signer | None:
     return Signer(secret.get_secret_value().encode()) if secret else None
 
 
-class WebhookSender(RetryPolicy, RunBookkeeping):
+class WebhookSender(Posting, RetryPolicy, RunBookkeeping):
     def __init__(
         self,
         writer: Writer,
@@ -104,10 +105,10 @@ class WebhookSender(RetryPolicy, RunBookkeeping):
         self._poll_s = poll_s
         self._signer = _signer(settings)
         self._allow = frozenset(h.lower() for h in settings.allow_hosts)
-        self._timeout = aiohttp.ClientTimeout(total=settings.timeout_s)
         self._max_age = timedelta(seconds=settings.max_age_s)
         self._user_agent = f"asterisk-autoretry/{_version()}"
         self._static: dict[str, str] = {}  # headers the session does not add itself
+        self._deadlines: Deadlines  # made by run(), in the running loop
         self._poke = asyncio.Event()
         self._answered = asyncio.Event()  # a worker finished a request
         self._stopping = False
@@ -127,7 +128,6 @@ class WebhookSender(RetryPolicy, RunBookkeeping):
         self._settings = settings
         self._signer = _signer(settings)
         self._allow = frozenset(h.lower() for h in settings.allow_hosts)
-        self._timeout = aiohttp.ClientTimeout(total=settings.timeout_s)
         self._max_age = timedelta(seconds=settings.max_age_s)
         self._checked.clear()
         self.wake()
@@ -153,16 +153,18 @@ class WebhookSender(RetryPolicy, RunBookkeeping):
             # each, bench/webhooks.py's client measured under callgrind).
             session = aiohttp.ClientSession(
                 connector=connector,
-                timeout=self._timeout,
+                timeout=NO_TIMEOUT,  # Deadlines enforces timeout_s
                 headers={"User-Agent": self._user_agent},
             )
         self._static = {} if owned else {"User-Agent": self._user_agent}
         # Long-lived workers, not a task per event: they take events from the queue the
         # pump fills, so a slot is refilled at once, without waiting for the next commit.
+        self._deadlines = Deadlines(s.concurrency, s.timeout_s)
         workers = [
-            asyncio.create_task(self._work(session), name=f"webhook worker {i}")
+            asyncio.create_task(self._work(session, i), name=f"webhook worker {i}")
             for i in range(s.concurrency)
         ]
+        workers.append(asyncio.create_task(self._deadlines.watch(), name="webhook deadlines"))
         try:
             await self._pump()
         finally:
@@ -250,9 +252,10 @@ class WebhookSender(RetryPolicy, RunBookkeeping):
                 waking -= 1
         return soonest
 
-    async def _work(self, session: aiohttp.ClientSession) -> None:
+    async def _work(self, session: aiohttp.ClientSession, slot: int) -> None:
         ready, idle = self._ready, self._idle
         loop = asyncio.get_running_loop()
+        self._deadlines.bind(slot)
         while True:
             if not ready:
                 waiter = loop.create_future()
@@ -262,7 +265,7 @@ class WebhookSender(RetryPolicy, RunBookkeeping):
             event = ready.popleft()
             self._in_flight += 1
             try:
-                result = await self._attempt(session, event)
+                result = await self._attempt(session, event, slot)
             except Exception as exc:  # a bug here must not stall the call's events
                 log.exception("webhook %s: unexpected error", event.id)
                 result = self._failure(event, f"internal error: {type(exc).__name__}")
@@ -272,43 +275,6 @@ class WebhookSender(RetryPolicy, RunBookkeeping):
             self._poke.set()
             if self._stopping:  # drain() is waiting for the requests on the wire
                 self._answered.set()
-
-    async def _attempt(self, session: aiohttp.ClientSession, event: OutboxEvent) -> Settlement:
-        url = event.webhook_url or self._settings.url
-        if url is None:
-            return Settlement(event.id, "delivered", self._clock(), NO_URL, attempted=False)
-        problem = self._checked.get(url, "")
-        if problem == "":  # not seen yet; URLs repeat (a batch's, the default), parsing costs
-            if len(self._checked) >= URL_CACHE_MAX:
-                self._checked.clear()
-            problem = self._checked[url] = check_url(url, self._allow)
-        if problem is not None:
-            log.error("webhook %s is dead: %s", event.id, problem)
-            return Settlement(event.id, "dead", self._clock(), problem)
-        body = event.payload.encode()
-        headers = {
-            **self._static,
-            "X-Autoretry-Event-Id": event.id,
-            "X-Autoretry-Event": event.status,
-        }
-        if self._signer is not None:
-            headers[SIGNATURE_HEADER] = self._signer(body, int(self._clock().timestamp()))
-        # Content-Type comes with the body (a header less to loop over, as above).
-        data = aiohttp.BytesPayload(body, content_type="application/json")
-        try:
-            async with session.post(
-                url, data=data, headers=headers, allow_redirects=False, timeout=self._timeout
-            ) as resp:
-                await drain_body(resp)
-                status = resp.status
-        except (aiohttp.ClientError, TimeoutError, OSError, ValueError) as exc:
-            error = describe_error(exc, self._settings.timeout_s)
-        else:
-            if 200 <= status < 300:
-                return Settlement(event.id, "delivered", self._clock())
-            error = f"HTTP {status}"
-        log.warning("webhook %s to %s failed: %s", event.id, safe_url(url), error)
-        return self._failure(event, error)
 
 
 def _settle_and_fetch(

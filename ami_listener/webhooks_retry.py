@@ -6,7 +6,8 @@ failure) are retried with exponential backoff and full jitter, 1 s, 2 s, 4 s ...
 the event is dead (``autoretry webhooks list --state dead``, ``... replay``). A replayed
 event older than ``max_age_s`` gets one try per replay.
 
-Separate from webhooks.py, which keeps the per-event path (read ahead, workers, the POST):
+Separate from webhooks.py and webhooks_post, which keep the per-event path (read ahead,
+workers, the POST):
 this runs only for an event that failed, and is the policy one reads or tunes on its own.
 """
 

@@ -7,8 +7,8 @@ per event. ``drain`` and ``_flush`` run at a clean stop: let the requests on the
 their answer, then write the results in hand, so an event the receiver acknowledged is
 not sent again after the restart.
 
-Separate from webhooks.py, which keeps the per-event path (read ahead, workers, the POST,
-its ordering and batching): nothing here runs per event.
+Separate from webhooks.py, which keeps the per-event path (read ahead, workers, their
+ordering and batching; the POST is in webhooks_post): nothing here runs per event.
 """
 
 from __future__ import annotations
