@@ -57,28 +57,39 @@ _NEW_UNBLOCKED = _AGG.format(
     "AND o.call_id NOT IN (SELECT value FROM json_each(?3)) ORDER BY o.seq LIMIT ?2"
 )
 # The pending heads chosen, whole: a rowid lookup each (seqs as a JSON array).
+_CALL, _NEXT_AT = itemgetter(1), itemgetter(6)  # of a row in SELECT's column order
+_DUE_ORDER = itemgetter(6, 0)  # (next_at, seq)
 _CHOSEN = _AGG.format(f"{SELECT} WHERE o.seq IN (SELECT value FROM json_each(?))")
 # advance_cursor: (cursor, where it stops, whether any event is pending): it stops at the
 # first new event from the cursor on that no pending event of its call precedes, else past
 # the last event (never below the cursor). With no pending event (outbox_pending empty, the
 # usual case) no event can wait behind one: the stop's search finds the first unacked new
 # event, and nothing is passed.
+# The cursor's stop, from the cursor ``c`` on: the first new event that no pending event
+# of its call precedes (``{blocked}``), else past the last event; never below the cursor.
+_STOP = (
+    "max(c.seq, coalesce((SELECT o.seq FROM outbox o WHERE o.seq >= c.seq "
+    f"AND o.state = 'new' AND {NOT_ACKED}{{blocked}} ORDER BY o.seq LIMIT 1), "
+    "(SELECT max(seq) + 1 FROM outbox), c.seq))"
+)
+_ANY_PENDING = "EXISTS (SELECT 1 FROM outbox WHERE state = 'pending')"
+# advance_cursor: (cursor, where it stops, whether any event is pending).
 _ADVANCE = (
-    "SELECT c.seq, max(c.seq, coalesce((SELECT o.seq FROM outbox o WHERE o.seq >= c.seq "
-    f"AND o.state = 'new' AND {NOT_ACKED} AND NOT EXISTS (SELECT 1 FROM outbox p "
-    "WHERE p.call_id = o.call_id AND p.seq < o.seq AND p.state = 'pending') "
-    "ORDER BY o.seq LIMIT 1), (SELECT max(seq) + 1 FROM outbox), c.seq)), "
-    "EXISTS (SELECT 1 FROM outbox WHERE state = 'pending') FROM outbox_cursor c"
+    "SELECT c.seq, "
+    + _STOP.format(
+        blocked=" AND NOT EXISTS (SELECT 1 FROM outbox p WHERE p.call_id = o.call_id "
+        "AND p.seq < o.seq AND p.state = 'pending')"
+    )
+    + f", {_ANY_PENDING} FROM outbox_cursor c"
 )
 # advance_cursor's one statement for the usual case, no event pending (nothing can wait
-# behind one): _ADVANCE's stop, written only if it moves the cursor. No row changed means
-# the cursor stays or an event is pending: then _ADVANCE decides, as always.
+# behind one, so the stop needs no such test): the stop, written only if it moves the
+# cursor. No row changed means the cursor stays or an event is pending: then _ADVANCE
+# decides, as always.
 _ADVANCE_UNBLOCKED = (
-    "UPDATE outbox_cursor SET seq = s.stop FROM (SELECT max(c.seq, coalesce((SELECT o.seq "
-    f"FROM outbox o WHERE o.seq >= c.seq AND o.state = 'new' AND {NOT_ACKED} "
-    "ORDER BY o.seq LIMIT 1), (SELECT max(seq) + 1 FROM outbox), c.seq)) AS stop "
+    f"UPDATE outbox_cursor SET seq = s.stop FROM (SELECT {_STOP.format(blocked='')} AS stop "
     "FROM outbox_cursor c) s WHERE outbox_cursor.id = 0 AND outbox_cursor.seq != s.stop "
-    "AND NOT EXISTS (SELECT 1 FROM outbox WHERE state = 'pending')"
+    f"AND NOT {_ANY_PENDING}"
 )
 _PASSED = (  # the new events the cursor passes: each waits behind a pending one of its call
     "UPDATE outbox SET state = 'pending' "
@@ -217,10 +228,6 @@ def _new_heads(conn: sqlite3.Connection, at: str, limit: int, skipped: str) -> l
         if len(rows) < limit:
             return heads
         start = rows[-1][0] + 1
-
-
-_CALL, _NEXT_AT = itemgetter(1), itemgetter(6)  # of a row in SELECT's column order
-_DUE_ORDER = itemgetter(6, 0)  # (next_at, seq)
 
 
 def advance_cursor(conn: sqlite3.Connection) -> None:

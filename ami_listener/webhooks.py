@@ -43,7 +43,6 @@ from collections.abc import Callable, Collection
 from datetime import UTC, datetime, timedelta
 from functools import partial
 from importlib import metadata
-from operator import itemgetter
 
 import aiohttp
 
@@ -55,7 +54,7 @@ from .webhooks_deadline import Deadlines
 from .webhooks_http import check_url, safe_url
 from .webhooks_post import NO_TIMEOUT, NO_URL, Posting
 from .webhooks_retry import RetryPolicy
-from .webhooks_run import OnSettled, RunBookkeeping
+from .webhooks_run import DONE_CALL_ID, DONE_RESULT, OnSettled, RunBookkeeping
 from .webhooks_sign import Signer, sign, verify
 from .writer import Writer
 
@@ -67,7 +66,6 @@ PREFETCH_MIN = 1024  # due events read per query, at least
 LINGER_S = 0.02  # how long a result may wait for others to share its commit (and fsync)
 POLL_S = 30.0  # re-read the outbox at least this often: the CLI's replay cannot wake us
 _EVERYTHING = datetime.max.replace(tzinfo=UTC)  # outbox_due(now=this): also the not-yet-due
-_CALL_ID, _RESULT = itemgetter(0), itemgetter(1)  # of the (call id, result) pairs in _done
 
 
 def _version() -> str:
@@ -204,7 +202,7 @@ class WebhookSender(Posting, RetryPolicy, RunBookkeeping):
             ramp = want > max(4 * concurrency, 4 * queued)
             if ramp:
                 want = max(4 * concurrency, 4 * queued)
-            skip = self._busy.difference(map(_CALL_ID, done)) if want else ()
+            skip = self._busy.difference(map(DONE_CALL_ID, done)) if want else ()
             # Shielded: a stop while this is queued for the database thread must not drop
             # the results taken out of self._done (they would be sent again after a restart).
             events = await asyncio.shield(
@@ -282,4 +280,4 @@ def _settle_and_fetch(
 ) -> list[OutboxEvent]:
     # One trip to the database thread, one transaction: write the results in, read what
     # is next.
-    return store.outbox_settle_and_due(list(map(_RESULT, done)), _EVERYTHING, limit, skip=skip)
+    return store.outbox_settle_and_due(list(map(DONE_RESULT, done)), _EVERYTHING, limit, skip=skip)

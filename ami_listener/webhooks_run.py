@@ -30,7 +30,7 @@ from .writer import Writer
 log = logging.getLogger("ami_listener.webhooks")
 
 OnSettled = Callable[[Settlement], None]
-_CALL_ID, _RESULT = itemgetter(0), itemgetter(1)  # of the (call id, result) pairs in _done
+DONE_CALL_ID, DONE_RESULT = itemgetter(0), itemgetter(1)  # of the (call id, result) in _done
 _STATE_ATTEMPTED = itemgetter(1, 4)  # Settlement's state and attempted
 
 
@@ -83,8 +83,8 @@ class RunBookkeeping:
     def _settled(self, done: list[tuple[str, Settlement]]) -> None:
         # Counted by (state, attempted) in C: a trip settles hundreds of results, nearly
         # all alike, and a Python loop over them cost ~40 bytecodes a result on the loop.
-        self._busy.difference_update(map(_CALL_ID, done))
-        for (state, attempted), n in Counter(map(_STATE_ATTEMPTED, map(_RESULT, done))).items():
+        self._busy.difference_update(map(DONE_CALL_ID, done))
+        for (state, attempted), n in Counter(map(_STATE_ATTEMPTED, map(DONE_RESULT, done))).items():
             if state == "delivered":
                 self.delivered += n * attempted
             else:
